@@ -101,13 +101,27 @@ def roughness_fields(params: PhysicsParams, seed: int, start: int, count: int) -
     return h * edge_taper(n, params.taper)[None]
 
 
-def ridge_field(params: PhysicsParams, angle_deg: float, height: float = 0.1) -> np.ndarray:
+def ridge_field(
+    params: PhysicsParams, angle_deg: float, height: float = 0.1,
+    length: float | None = None, width: float | None = None,
+) -> np.ndarray:
     """One centred ridge at ``angle_deg`` to the flow (x) direction, no taper; for probes.
 
-    Uses the middle of the generator's length and width ranges. Shape ``(N, N)``.
+    Args:
+        params: Model parameters; only ``size`` and ``ridge_width`` are used.
+        angle_deg: Angle of the ridge axis from +x towards +y, in degrees.
+        height: Crest height in delta.
+        length: Ridge length in cells (std ``length / 4`` along the axis); default
+            ``0.75 N``, the orientation probe of ``docs/physics.md``.
+        width: Ridge width in cells (std ``width / 2`` across); default the middle of
+            the generator's width range.
+
+    Returns:
+        Heights in delta, shape ``(N, N)`` as ``(y, x)``.
     """
     n = params.size
-    length = float(np.mean(params.ridge_length))
-    width = float(np.mean(params.ridge_width))
-    row = np.array([[[1.0, n / 2 - 0.5, n / 2 - 0.5, length, width, math.radians(angle_deg), height]]])
+    length = 0.75 * n if length is None else length
+    width = float(np.mean(params.ridge_width)) if width is None else width
+    centre = n / 2 - 0.5  # midway between the two central cell centres
+    row = np.array([[[1.0, centre, centre, length, width, math.radians(angle_deg), height]]])
     return _ridges(row, n, 1)[0]

@@ -1,0 +1,221 @@
+"""Dataset and LightningDataModule over a campaign file.
+
+The split is by sample with a fixed seed and is saved with the run (``split_indices``,
+also part of every checkpoint through :meth:`CampaignDataModule.state_dict`). Campaigns
+that fit under ``in_memory_limit_mb`` are loaded once as float32 tensors; larger ones are
+read lazily with h5py, the file opened per worker on first access (never in ``__init__``,
+so nothing unpicklable travels to the workers).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import h5py
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from data.campaign import open_campaign, open_or_simulate
+from data.errors import CampaignError
+
+
+class CampaignDataset(Dataset):
+    """``(roughness (1, y, x), max_vorticity ())`` pairs for the given sample indices.
+
+    Args:
+        path: Campaign file.
+        indices: Positions along the ``sample`` dimension, in the order served.
+        in_memory: Load all requested samples at construction instead of reading lazily.
+        targets: Optional replacement targets aligned with ``indices`` (data randomisation).
+    """
+
+    def __init__(
+        self, path: str | Path, indices: np.ndarray, in_memory: bool,
+        targets: np.ndarray | None = None,
+    ) -> None:
+        self.path = str(path)
+        self.indices = np.asarray(indices, dtype=np.int64)
+        self._file: h5py.File | None = None
+        self.roughness: torch.Tensor | None = None
+        with h5py.File(self.path, "r") as f:
+            y = np.asarray(f["max_vorticity"][...], dtype=np.float32)[self.indices]
+            if in_memory:
+                # one contiguous read, then select: far faster than h5py fancy indexing
+                rows = np.asarray(f["roughness"][...], dtype=np.float32)[self.indices]
+                self.roughness = torch.from_numpy(rows)[:, None]
+        self.targets = torch.from_numpy(y if targets is None else np.asarray(targets, np.float32))
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.roughness is not None:
+            return self.roughness[i], self.targets[i]
+        if self._file is None:
+            self._file = h5py.File(self.path, "r")
+        field = np.asarray(self._file["roughness"][int(self.indices[i])], dtype=np.float32)
+        return torch.from_numpy(field)[None], self.targets[i]
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_file"] = None  # each worker opens its own handle
+        return state
+
+
+def split_indices(
+    n: int, fractions: tuple[float, float, float], seed: int
+) -> dict[str, np.ndarray]:
+    """Disjoint train/val/test index arrays from a seeded permutation of ``range(n)``."""
+    if not np.isclose(sum(fractions), 1.0) or min(fractions) < 0:
+        raise ValueError(f"split fractions must be >= 0 and sum to 1, got {fractions}")
+    order = np.random.default_rng(seed).permutation(n)
+    n_val, n_test = int(round(fractions[1] * n)), int(round(fractions[2] * n))
+    n_train = n - n_val - n_test
+    return {
+        "train": np.sort(order[:n_train]),
+        "val": np.sort(order[n_train : n_train + n_val]),
+        "test": np.sort(order[n_train + n_val :]),
+    }
+
+
+class CampaignDataModule(L.LightningDataModule):
+    """Serves a campaign file, simulating it first when it is absent and ``simulate`` is set.
+
+    Args:
+        path: Campaign file (netCDF4/HDF5, see ``docs/campaign-format.md``).
+        simulate_samples: When ``path`` does not exist, simulate this many samples into it
+            (cached for later runs). ``None``: the file must exist.
+        size: Patch size in cells for a simulated campaign.
+        campaign_seed: Seed of a simulated campaign.
+        fractions: Train/val/test fractions of the samples.
+        split_seed: Seed of the split permutation.
+        train_samples: Use only the first ``train_samples`` of the training split
+            (learning curves); ``None`` uses all.
+        batch_size: Samples per batch.
+        num_workers: DataLoader workers.
+        in_memory_limit_mb: Load the campaign into memory when its roughness array is
+            at most this size, else read lazily per worker.
+        permute_targets: Shuffle the training targets among training samples (the data
+            randomisation sanity check); validation and test keep their true targets.
+    """
+
+    def __init__(
+        self,
+        path: str = "campaigns/default.nc",
+        simulate_samples: int | None = None,
+        size: int = 64,
+        campaign_seed: int = 0,
+        fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+        split_seed: int = 0,
+        train_samples: int | None = None,
+        batch_size: int = 64,
+        num_workers: int = 0,
+        in_memory_limit_mb: float = 2048.0,
+        permute_targets: bool = False,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.splits: dict[str, np.ndarray] | None = None
+        self.datasets: dict[str, CampaignDataset] = {}
+
+    @property
+    def grid_shape(self) -> tuple[int, int]:
+        """``(y, x)`` of the roughness grid (the simulated size before the file exists)."""
+        if Path(self.hparams.path).exists():
+            with h5py.File(self.hparams.path, "r") as f:
+                return tuple(int(s) for s in f["roughness"].shape[1:])
+        return (self.hparams.size, self.hparams.size)
+
+    def prepare_data(self) -> None:
+        """Simulate the campaign once if it is absent and a simulation is configured."""
+        path = Path(self.hparams.path)
+        if not path.exists():
+            if self.hparams.simulate_samples is None:
+                raise CampaignError(
+                    f"{path}: campaign file not found (give an existing file, or set "
+                    "data.simulate_samples to generate one)"
+                )
+            open_or_simulate(path, self.hparams.simulate_samples, self.hparams.size,
+                             self.hparams.campaign_seed)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.datasets:
+            return
+        ds = open_campaign(self.hparams.path)
+        n = ds.sizes["sample"]
+        nbytes = ds["roughness"].size * 4
+        ds.close()
+        if self.splits is None:
+            self.splits = split_indices(n, tuple(self.hparams.fractions), self.hparams.split_seed)
+            if self.hparams.train_samples is not None:
+                self.splits["train"] = self._subset(self.splits["train"])
+        in_memory = nbytes <= self.hparams.in_memory_limit_mb * 2**20
+        for name, idx in self.splits.items():
+            targets = self._permuted_targets(idx) if name == "train" else None
+            self.datasets[name] = CampaignDataset(self.hparams.path, idx, in_memory, targets)
+
+    def _subset(self, train: np.ndarray) -> np.ndarray:
+        k = self.hparams.train_samples
+        if not 0 < k <= len(train):
+            raise ValueError(f"train_samples must be in 1..{len(train)}, got {k}")
+        return train[:k]
+
+    def _permuted_targets(self, idx: np.ndarray) -> np.ndarray | None:
+        if not self.hparams.permute_targets:
+            return None
+        with h5py.File(self.hparams.path, "r") as f:
+            y = f["max_vorticity"][np.sort(idx)]
+        return np.random.default_rng(self.hparams.split_seed + 1).permutation(y)
+
+    def training_statistics(self) -> dict[str, float]:
+        """Mean and std of roughness (all cells) and of the target over the training split."""
+        if not self.datasets:
+            self.setup("fit")
+        train = self.datasets["train"]
+        total, total_sq, count = 0.0, 0.0, 0
+        for start in range(0, len(train), 1024):
+            stop = min(start + 1024, len(train))
+            if train.roughness is not None:
+                block = train.roughness[start:stop].double()
+            else:
+                block = torch.stack([train[i][0] for i in range(start, stop)]).double()
+            total += float(block.sum())
+            total_sq += float((block**2).sum())
+            count += block.numel()
+        mean = total / count
+        std = max((total_sq / count - mean**2), 0.0) ** 0.5
+        y = train.targets.double()
+        return {"roughness_mean": mean, "roughness_std": std or 1.0,
+                "target_mean": float(y.mean()), "target_std": float(y.std()) or 1.0}
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            self.datasets[split], batch_size=self.hparams.batch_size, shuffle=shuffle,
+            num_workers=self.hparams.num_workers,
+            persistent_workers=self.hparams.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The split, so a checkpoint records exactly which samples were held out."""
+        if self.splits is None:
+            return {}
+        return {f"split_{k}": v.tolist() for k, v in self.splits.items()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state:
+            self.splits = {k.removeprefix("split_"): np.asarray(v) for k, v in state.items()}

@@ -1,0 +1,64 @@
+"""Load a trained surrogate from a checkpoint without unpickling arbitrary objects."""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from data.errors import InputError
+from surrogate.network import RoughnessCNN
+from surrogate.normaliser import PhysicalSurrogate
+
+NETWORK_KEYS = (
+    "widths", "convs_per_stage", "kernel_size", "head", "coord_channels", "dropout", "stem_stride",
+)
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The checkpoint dictionary, read with ``weights_only=True``; one-line errors otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: checkpoint not found (expected a .ckpt file written by 'surrogate fit')")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, zipfile.BadZipFile, EOFError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"{path}: not a loadable surrogate checkpoint ({first[:160]})") from None
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "hyper_parameters" not in ckpt:
+        raise InputError(
+            f"{path}: not a surrogate checkpoint (expected keys 'state_dict' and 'hyper_parameters')"
+        )
+    return ckpt
+
+
+def model_from_checkpoint(ckpt: dict[str, Any], path: str | Path = "<checkpoint>") -> PhysicalSurrogate:
+    """Rebuild :class:`PhysicalSurrogate` from a checkpoint dictionary."""
+    hparams = ckpt["hyper_parameters"]
+    missing = [k for k in NETWORK_KEYS if k not in hparams]
+    if missing:
+        raise InputError(f"{path}: checkpoint hyper_parameters lack {missing}; not a surrogate checkpoint")
+    kwargs = {k: hparams[k] for k in NETWORK_KEYS}
+    kwargs["widths"] = tuple(kwargs["widths"])
+    kwargs["kernel_size"] = tuple(kwargs["kernel_size"])
+    model = PhysicalSurrogate(RoughnessCNN(**kwargs))
+    state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise InputError(f"{path}: weights do not match the recorded architecture ({str(exc).splitlines()[0][:160]})") from None
+    model.grid_shape = tuple(hparams.get("grid_shape", (0, 0)))
+    return model.eval()
+
+
+def load_model(path: str | Path) -> PhysicalSurrogate:
+    """The trained surrogate in eval mode, on the CPU.
+
+    Takes roughness ``(batch, 1, y, x)`` in delta and returns the maximum vorticity
+    ``(batch,)`` in U_e/delta; normalisation happens inside. The file is read with
+    ``torch.load(..., weights_only=True)``: nothing in it is executed.
+    """
+    return model_from_checkpoint(read_checkpoint(path), path)

@@ -1,0 +1,115 @@
+"""LightningModule: MSE on the standardised target, metrics in physical units per split."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import lightning as L
+import torch
+from torch import nn
+from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection, R2Score
+
+from surrogate.network import Head, RoughnessCNN
+from surrogate.normaliser import PhysicalSurrogate
+
+
+
+
+class SurrogateModule(L.LightningModule):
+    """Trains :class:`RoughnessCNN` to predict the maximum vorticity from roughness.
+
+    Args:
+        widths: Channels per stage of the CNN.
+        convs_per_stage: Convolutions per stage.
+        kernel_size: Convolution kernel ``(ky, kx)``.
+        head: ``"gap"`` or ``"max"`` pooling before the linear head.
+        coord_channels: Append coordinate channels to the input.
+        dropout: Dropout before the linear head.
+        stem_stride: Stride of the first convolution (see :class:`RoughnessCNN`).
+        lr: Peak learning rate of the one-cycle schedule.
+        weight_decay: AdamW weight decay.
+        sign_flip: Augment by ``h -> -h``. Exact for this physics: the vorticity field is
+            linear in ``h`` and the target depends on ``|w|`` only.
+        grid_shape: ``(y, x)`` cells of the roughness grid (linked from the data module).
+    """
+
+    def __init__(
+        self,
+        widths: Sequence[int] = (32, 64, 128, 256),
+        convs_per_stage: int = 2,
+        kernel_size: tuple[int, int] = (3, 3),
+        head: Head = "gap",
+        coord_channels: bool = False,
+        dropout: float = 0.0,
+        stem_stride: int = 1,
+        lr: float = 3e-3,
+        weight_decay: float = 1e-4,
+        sign_flip: bool = True,
+        grid_shape: tuple[int, int] = (64, 64),
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        network = RoughnessCNN(
+            widths=tuple(widths), convs_per_stage=convs_per_stage, kernel_size=tuple(kernel_size),
+            head=head, coord_channels=coord_channels, dropout=dropout, stem_stride=stem_stride,
+        )
+        self.model = PhysicalSurrogate(network)
+        self.loss = nn.MSELoss()
+        metrics = MetricCollection(
+            {"r2": R2Score(), "rmse": MeanSquaredError(squared=False), "mae": MeanAbsoluteError()}
+        )
+        self.metrics = nn.ModuleDict(
+            {f"{split}_metrics": metrics.clone(prefix=f"{split}/") for split in ("train", "val", "test")}
+        )
+
+    def setup(self, stage: str) -> None:
+        """Fit the normalisers on the training split, once, before the first fit."""
+        if stage != "fit" or bool(self.model.target_norm.fitted):
+            return
+        stats = self.trainer.datamodule.training_statistics()
+        self.model.input_norm.set_statistics(stats["roughness_mean"], stats["roughness_std"])
+        self.model.target_norm.set_statistics(stats["target_mean"], stats["target_std"])
+
+    def forward(self, roughness: torch.Tensor) -> torch.Tensor:
+        """Max vorticity in U_e/delta, ``(batch,)``, for roughness ``(batch, 1, y, x)`` in delta."""
+        return self.model(roughness)
+
+    def _step(self, batch: tuple[torch.Tensor, torch.Tensor], split: str) -> torch.Tensor:
+        roughness, target = batch
+        if split == "train" and self.hparams.sign_flip:
+            flip = torch.randint(0, 2, (roughness.shape[0], 1, 1, 1), device=roughness.device)
+            roughness = roughness * (1 - 2 * flip.to(roughness.dtype))
+        standardised = self.model.network(self.model.input_norm(roughness))
+        loss = self.loss(standardised, self.model.target_norm(target))
+        prediction = self.model.target_norm.inverse(standardised.detach())
+        self.metrics[f"{split}_metrics"].update(prediction, target)
+        on_step = split == "train"
+        self.log(f"{split}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=on_step,
+                 batch_size=len(target))
+        self.log_dict(self.metrics[f"{split}_metrics"], on_step=False, on_epoch=True,
+                      prog_bar=split == "val", batch_size=len(target))
+        return loss
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        self._step(batch, "test")
+
+    def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        roughness = batch[0] if isinstance(batch, list | tuple) else batch
+        return self.model(roughness)
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        optimizer = torch.optim.AdamW(
+            self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay
+        )
+        schedule = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=self.hparams.lr,
+            total_steps=int(self.trainer.estimated_stepping_batches),
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}

@@ -1,0 +1,123 @@
+"""The ``surrogate`` command: simulate, fit/validate/test/predict (LightningCLI), demo.
+
+Every subcommand turns bad input (:class:`data.errors.InputError`) into one line on
+stderr and exit status 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from data.errors import InputError
+
+LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
+
+OVERVIEW = """usage: surrogate COMMAND [options]
+
+Surrogate models of roughness-induced vorticity, and their explanations.
+
+commands:
+  simulate   generate a campaign with the reduced-order physics model (exact ground truth)
+  fit        train a surrogate (LightningCLI; e.g. --config configs/demo.yaml)
+  validate   validation metrics of a checkpoint (--ckpt_path)
+  test       held-out test metrics, parity plot and residuals of a checkpoint
+  predict    predictions for the test split of a campaign
+  demo       simulate -> train -> test -> plots, end to end, on a small default campaign
+
+'surrogate COMMAND --help' shows the options of a command.
+"""
+
+
+def _lightning_cli() -> Any:
+    """The LightningCLI subclass; imported lazily so ``simulate`` starts fast."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+    from lightning.pytorch.loggers import CSVLogger
+
+    from data.datamodule import CampaignDataModule
+    from surrogate.module import SurrogateModule
+    from train.callbacks import RunArtifacts
+
+    class SurrogateCLI(LightningCLI):
+        def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+            parser.add_argument("--run_dir", type=str, default="runs/default",
+                                help="folder for checkpoints/, logs and the resolved config")
+            parser.link_arguments("data.grid_shape", "model.grid_shape", apply_on="instantiate")
+
+        def instantiate_trainer(self, **kwargs: Any) -> Any:
+            run_dir = Path(self._get(self.config, "run_dir"))
+            kwargs.setdefault("logger", CSVLogger(save_dir=str(run_dir), name=""))
+            trainer = super().instantiate_trainer(**kwargs)
+            for callback in trainer.checkpoint_callbacks:
+                if callback.dirpath is None:
+                    callback.dirpath = str(run_dir / "checkpoints")
+            trainer.callbacks.append(RunArtifacts())
+            return trainer
+
+    checkpoint = ModelCheckpoint(
+        monitor="val/r2", mode="max", save_last=True, save_top_k=1,
+        filename="best-epoch{epoch:03d}", auto_insert_metric_name=False,
+    )
+    defaults = {"callbacks": [checkpoint], "accelerator": "auto", "devices": 1,
+                "log_every_n_steps": 20}
+
+    def build(args: Sequence[str], run: bool = True) -> Any:
+        return SurrogateCLI(
+            SurrogateModule, CampaignDataModule, args=list(args), run=run,
+            trainer_defaults=defaults, seed_everything_default=0,
+            save_config_kwargs={"overwrite": True},
+        )
+
+    return build
+
+
+def run_lightning(args: Sequence[str], run: bool = True) -> Any:
+    """Run a LightningCLI subcommand (``fit``, ``test``, ...) with ``args``."""
+    return _lightning_cli()(args, run=run)
+
+
+def _simulate(args: Sequence[str]) -> int:
+    from train.commands import simulate_command
+
+    return simulate_command(args)
+
+
+def _demo(args: Sequence[str]) -> int:
+    from train.demo import demo_command
+
+    return demo_command(args)
+
+
+COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {"simulate": _simulate, "demo": _demo}
+
+
+def main(args: Sequence[str] | None = None) -> int:
+    """Entry point of ``surrogate``; returns the exit status (also used by tests)."""
+    argv = list(sys.argv[1:] if args is None else args)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(OVERVIEW, end="")
+        return 0 if argv else 2
+    command = argv[0]
+    try:
+        if command in COMMANDS:
+            return COMMANDS[command](argv[1:])
+        if command in LIGHTNING_COMMANDS:
+            run_lightning(argv)
+            return 0
+    except InputError as exc:
+        print(f"surrogate {command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"surrogate {command}: interrupted", file=sys.stderr)
+        return 130
+    print(f"surrogate: error: unknown command {command!r}; choose from "
+          f"{', '.join([*COMMANDS, *LIGHTNING_COMMANDS])}", file=sys.stderr)
+    return 2
+
+
+def console_main() -> None:
+    """``[project.scripts]`` target: exit with :func:`main`'s status."""
+    sys.exit(main())
