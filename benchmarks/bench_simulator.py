@@ -147,9 +147,13 @@ def machine() -> dict[str, object]:
     """Where the numbers came from."""
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
     return {
-        "platform": platform.platform(), "processor": platform.processor(),
-        "python": platform.python_version(), "numpy": np.__version__, "scipy": scipy.__version__,
-        "cpu_count": os.cpu_count(), "usable_cpus": usable,
+        "platform": platform.platform(),
+        "processor": platform.processor(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "cpu_count": os.cpu_count(),
+        "usable_cpus": usable,
     }
 
 
@@ -168,24 +172,34 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         "campaign": campaign,
         "field_step": fields,
     }
-    print(f"campaign  {args.samples} samples at {args.size}x{args.size}, ground truth included, "
-          f"workers={args.workers}")
-    print(f"  wall time               {campaign['wall_s']:9.2f} s "
-          f"({campaign['samples_per_s']:.0f} samples/s)")
+    print(
+        f"campaign  {args.samples} samples at {args.size}x{args.size}, ground truth included, "
+        f"workers={args.workers}"
+    )
+    print(
+        f"  wall time               {campaign['wall_s']:9.2f} s "
+        f"({campaign['samples_per_s']:.0f} samples/s)"
+    )
     print(f"  tracemalloc peak        {campaign['tracemalloc_peak_mib']:9.1f} MiB")
     print(f"  max RSS (process)       {campaign['max_rss_mib']:9.1f} MiB")
-    print(f"  max_vorticity mean/std/skew  {campaign['max_vorticity_mean']:.4f} / "
-          f"{campaign['max_vorticity_std']:.4f} / {campaign['max_vorticity_skew']:.3f}")
+    print(
+        f"  max_vorticity mean/std/skew  {campaign['max_vorticity_mean']:.4f} / "
+        f"{campaign['max_vorticity_std']:.4f} / {campaign['max_vorticity_skew']:.3f}"
+    )
     print(f"  top-10% share of sum|C| {campaign['top10_share_of_abs_contribution']:9.3f}")
-    print(f"  margin < 2% / < 5%      {campaign['fraction_margin_below_2pct']:9.3f} / "
-          f"{campaign['fraction_margin_below_5pct']:.3f}")
+    print(
+        f"  margin < 2% / < 5%      {campaign['fraction_margin_below_2pct']:9.3f} / "
+        f"{campaign['fraction_margin_below_5pct']:.3f}"
+    )
     print(f"field step  {args.field_samples} samples, best of {args.repeats}")
     print(f"  {'backend':<24}{'time (s)':>10}{'samples/s':>11}")
     for name in (f"scipy.fft, workers={args.workers}", "scipy.fft, workers=1", "numpy.fft"):
         rate = args.field_samples / fields[name]
         print(f"  {name:<24}{fields[name]:>10.3f}{rate:>11.0f}")
-    print(f"  numpy / scipy time ratio {fields['numpy_over_scipy']:.2f}, "
-          f"max |difference| {fields['max_abs_difference']:.1e}")
+    print(
+        f"  numpy / scipy time ratio {fields['numpy_over_scipy']:.2f}, "
+        f"max |difference| {fields['max_abs_difference']:.1e}"
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     return result

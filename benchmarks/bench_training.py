@@ -27,8 +27,13 @@ from torch.utils.data import DataLoader, TensorDataset
 from data.campaign import simulate_campaign
 from surrogate.module import SurrogateModule
 
-MODEL = {"widths": (32, 64, 128, 256), "kernel_size": (3, 5), "stem_stride": 2,
-         "coord_channels": True, "head": "gap"}
+MODEL = {
+    "widths": (32, 64, 128, 256),
+    "kernel_size": (3, 5),
+    "stem_stride": 2,
+    "coord_channels": True,
+    "head": "gap",
+}
 
 
 class EpochTimer(L.Callback):
@@ -66,9 +71,17 @@ def make_module(stats: dict[str, float], seed: int) -> SurrogateModule:
 
 def lightning_epochs(loader: DataLoader, stats: dict[str, float], epochs: int) -> list[float]:
     timer = EpochTimer()
-    trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, logger=False,
-                        enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, limit_val_batches=0, callbacks=[timer])
+    trainer = L.Trainer(
+        max_epochs=epochs,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        callbacks=[timer],
+    )
     trainer.fit(make_module(stats, 0), datamodule=Stats(loader, stats))
     return timer.times
 
@@ -76,10 +89,12 @@ def lightning_epochs(loader: DataLoader, stats: dict[str, float], epochs: int) -
 def plain_epochs(loader: DataLoader, stats: dict[str, float], epochs: int) -> list[float]:
     module = make_module(stats, 0)
     model, metrics = module.model, module.metrics["train_metrics"]
-    optimizer = torch.optim.AdamW(module.parameters(), lr=module.hparams.lr,
-                                  weight_decay=module.hparams.weight_decay)
+    optimizer = torch.optim.AdamW(
+        module.parameters(), lr=module.hparams.lr, weight_decay=module.hparams.weight_decay
+    )
     schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=module.hparams.lr, total_steps=epochs * len(loader))
+        optimizer, max_lr=module.hparams.lr, total_steps=epochs * len(loader)
+    )
     model.train()
     times = []
     for _ in range(epochs):
@@ -113,8 +128,12 @@ def main(argv: list[str] | None = None) -> dict:
     ds = simulate_campaign(opts.samples, size=64, seed=1)
     x = torch.from_numpy(ds["roughness"].values)[:, None]
     y = torch.from_numpy(ds["max_vorticity"].values)
-    stats = {"roughness_mean": float(x.mean()), "roughness_std": float(x.std()),
-             "target_mean": float(y.mean()), "target_std": float(y.std())}
+    stats = {
+        "roughness_mean": float(x.mean()),
+        "roughness_std": float(x.std()),
+        "target_mean": float(y.mean()),
+        "target_std": float(y.std()),
+    }
     loader = DataLoader(TensorDataset(x, y), batch_size=opts.batch_size, shuffle=True)
     runs: dict[str, list[float]] = {"lightning": [], "plain": []}
     for _ in range(opts.repeats):
@@ -125,10 +144,13 @@ def main(argv: list[str] | None = None) -> dict:
     result = {
         "benchmark": "training throughput, Lightning vs plain PyTorch loop",
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()} {platform.processor() or ''} cpus={torch.get_num_threads()}",
+        "machine": f"{platform.machine()} threads={torch.get_num_threads()}",
         "command": " ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])]),
-        "torch": torch.__version__, "lightning": L.__version__, "model": MODEL,
-        "samples": opts.samples, "batch_size": opts.batch_size,
+        "torch": torch.__version__,
+        "lightning": L.__version__,
+        "model": MODEL,
+        "samples": opts.samples,
+        "batch_size": opts.batch_size,
         "epoch_seconds": runs,
         "samples_per_s": {k: opts.samples / v for k, v in median.items()},
         "lightning_overhead": median["lightning"] / median["plain"] - 1.0,

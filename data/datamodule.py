@@ -33,7 +33,10 @@ class CampaignDataset(Dataset):
     """
 
     def __init__(
-        self, path: str | Path, indices: np.ndarray, in_memory: bool,
+        self,
+        path: str | Path,
+        indices: np.ndarray,
+        in_memory: bool,
         targets: np.ndarray | None = None,
     ) -> None:
         self.path = str(path)
@@ -72,7 +75,7 @@ def split_indices(
     if not np.isclose(sum(fractions), 1.0) or min(fractions) < 0:
         raise ValueError(f"split fractions must be >= 0 and sum to 1, got {fractions}")
     order = np.random.default_rng(seed).permutation(n)
-    n_val, n_test = int(round(fractions[1] * n)), int(round(fractions[2] * n))
+    n_val, n_test = round(fractions[1] * n), round(fractions[2] * n)
     n_train = n - n_val - n_test
     return {
         "train": np.sort(order[:n_train]),
@@ -138,8 +141,9 @@ class CampaignDataModule(L.LightningDataModule):
                     f"{path}: campaign file not found (give an existing file, or set "
                     "data.simulate_samples to generate one)"
                 )
-            open_or_simulate(path, self.hparams.simulate_samples, self.hparams.size,
-                             self.hparams.campaign_seed)
+            open_or_simulate(
+                path, self.hparams.simulate_samples, self.hparams.size, self.hparams.campaign_seed
+            )
 
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
@@ -188,12 +192,18 @@ class CampaignDataModule(L.LightningDataModule):
         mean = total / count
         std = max((total_sq / count - mean**2), 0.0) ** 0.5
         y = train.targets.double()
-        return {"roughness_mean": mean, "roughness_std": std or 1.0,
-                "target_mean": float(y.mean()), "target_std": float(y.std()) or 1.0}
+        return {
+            "roughness_mean": mean,
+            "roughness_std": std or 1.0,
+            "target_mean": float(y.mean()),
+            "target_std": float(y.std()) or 1.0,
+        }
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         return DataLoader(
-            self.datasets[split], batch_size=self.hparams.batch_size, shuffle=shuffle,
+            self.datasets[split],
+            batch_size=self.hparams.batch_size,
+            shuffle=shuffle,
             num_workers=self.hparams.num_workers,
             persistent_workers=self.hparams.num_workers > 0,
         )

@@ -102,8 +102,11 @@ def roughness_fields(params: PhysicsParams, seed: int, start: int, count: int) -
 
 
 def ridge_field(
-    params: PhysicsParams, angle_deg: float, height: float = 0.1,
-    length: float | None = None, width: float | None = None,
+    params: PhysicsParams,
+    angle_deg: float,
+    height: float = 0.1,
+    length: float | None = None,
+    width: float | None = None,
 ) -> np.ndarray:
     """One centred ridge at ``angle_deg`` to the flow (x) direction, no taper; for probes.
 

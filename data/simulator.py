@@ -40,8 +40,10 @@ class VorticityModel:
         self.workers = workers
         n, lx = params.size, params.length_x
         self.kernel = roughness_kernel(params)  # rows eta + N - 1, cols xi + 1
-        self.fft_shape = (sfft.next_fast_len(2 * n - 1, real=True),
-                          sfft.next_fast_len(n + lx - 1, real=True))
+        self.fft_shape = (
+            sfft.next_fast_len(2 * n - 1, real=True),
+            sfft.next_fast_len(n + lx - 1, real=True),
+        )
         wrapped = np.zeros(self.fft_shape)
         eta = np.arange(-(n - 1), n) % self.fft_shape[0]
         xi = np.arange(-1, lx) % self.fft_shape[1]
@@ -63,7 +65,7 @@ class VorticityModel:
         return w[:, :n, :lx]
 
     def contribution_of(self, h: np.ndarray, peak_y: np.ndarray, peak_x: np.ndarray) -> np.ndarray:
-        """Exact per-cell contributions ``C(q) = K_h(p - q) h(q)`` to ``w(p)``; ``(batch, N, N)``."""
+        """Exact contributions ``C(q) = K_h(p - q) h(q)`` to ``w(p)``, ``(batch, N, N)``."""
         n = self.params.size
         q = np.arange(n)
         rows = peak_y[:, None] - q[None, :] + (n - 1)  # eta + N - 1
@@ -93,13 +95,21 @@ class VorticityModel:
         contrib = self.contribution_of(h, peak_y, peak_x)
         scale = np.where(amplitude > 0, sign * target / safe, 0.0)
         return SimulationChunk(
-            roughness=h, max_vorticity=target, contribution=contrib * scale[:, None, None],
-            peak_y=peak_y, peak_x=peak_x, peak_sign=sign, peak_margin=margin,
+            roughness=h,
+            max_vorticity=target,
+            contribution=contrib * scale[:, None, None],
+            peak_y=peak_y,
+            peak_x=peak_x,
+            peak_sign=sign,
+            peak_margin=margin,
         )
 
 
 def simulate_chunks(
-    params: PhysicsParams, samples: int, seed: int, chunk_size: int = 500,
+    params: PhysicsParams,
+    samples: int,
+    seed: int,
+    chunk_size: int = 500,
     workers: int | None = None,
 ) -> Iterator[tuple[int, SimulationChunk]]:
     """Yield ``(start, chunk)`` blocks covering ``samples`` samples; memory stays per-chunk."""

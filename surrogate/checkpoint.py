@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pickle
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +12,13 @@ from surrogate.network import RoughnessCNN
 from surrogate.normaliser import PhysicalSurrogate
 
 NETWORK_KEYS = (
-    "widths", "convs_per_stage", "kernel_size", "head", "coord_channels", "dropout", "stem_stride",
+    "widths",
+    "convs_per_stage",
+    "kernel_size",
+    "head",
+    "coord_channels",
+    "dropout",
+    "stem_stride",
 )
 
 
@@ -22,34 +26,52 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """The checkpoint dictionary, read with ``weights_only=True``; one-line errors otherwise."""
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"{path}: checkpoint not found (expected a .ckpt file written by 'surrogate fit')")
+        raise InputError(
+            f"{path}: checkpoint not found (expected a .ckpt file written by 'surrogate fit')"
+        )
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, zipfile.BadZipFile, EOFError, ValueError) as exc:
+    except Exception as exc:  # arbitrary bytes make torch.load raise almost any type
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(f"{path}: not a loadable surrogate checkpoint ({first[:160]})") from None
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "hyper_parameters" not in ckpt:
+    if not isinstance(ckpt, dict) or not all(
+        isinstance(ckpt.get(key), dict) for key in ("state_dict", "hyper_parameters")
+    ):
         raise InputError(
-            f"{path}: not a surrogate checkpoint (expected keys 'state_dict' and 'hyper_parameters')"
+            f"{path}: not a surrogate checkpoint "
+            "(expected keys 'state_dict' and 'hyper_parameters')"
         )
     return ckpt
 
 
-def model_from_checkpoint(ckpt: dict[str, Any], path: str | Path = "<checkpoint>") -> PhysicalSurrogate:
+def model_from_checkpoint(
+    ckpt: dict[str, Any], path: str | Path = "<checkpoint>"
+) -> PhysicalSurrogate:
     """Rebuild :class:`PhysicalSurrogate` from a checkpoint dictionary."""
     hparams = ckpt["hyper_parameters"]
     missing = [k for k in NETWORK_KEYS if k not in hparams]
     if missing:
-        raise InputError(f"{path}: checkpoint hyper_parameters lack {missing}; not a surrogate checkpoint")
+        raise InputError(
+            f"{path}: checkpoint hyper_parameters lack {missing}; not a surrogate checkpoint"
+        )
     kwargs = {k: hparams[k] for k in NETWORK_KEYS}
-    kwargs["widths"] = tuple(kwargs["widths"])
-    kwargs["kernel_size"] = tuple(kwargs["kernel_size"])
-    model = PhysicalSurrogate(RoughnessCNN(**kwargs))
-    state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+    try:
+        kwargs["widths"] = tuple(kwargs["widths"])
+        kwargs["kernel_size"] = tuple(kwargs["kernel_size"])
+        model = PhysicalSurrogate(RoughnessCNN(**kwargs))
+    except (TypeError, ValueError, IndexError) as exc:
+        first = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        raise InputError(f"{path}: invalid network hyper_parameters ({first})") from None
+    state = {
+        k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")
+    }
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
-        raise InputError(f"{path}: weights do not match the recorded architecture ({str(exc).splitlines()[0][:160]})") from None
+        raise InputError(
+            f"{path}: weights do not match the recorded architecture "
+            f"({str(exc).splitlines()[0][:160]})"
+        ) from None
     model.grid_shape = tuple(hparams.get("grid_shape", (0, 0)))
     return model.eval()
 

@@ -14,8 +14,6 @@ from surrogate.network import Head, RoughnessCNN
 from surrogate.normaliser import PhysicalSurrogate
 
 
-
-
 class SurrogateModule(L.LightningModule):
     """Trains :class:`RoughnessCNN` to predict the maximum vorticity from roughness.
 
@@ -51,8 +49,13 @@ class SurrogateModule(L.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         network = RoughnessCNN(
-            widths=tuple(widths), convs_per_stage=convs_per_stage, kernel_size=tuple(kernel_size),
-            head=head, coord_channels=coord_channels, dropout=dropout, stem_stride=stem_stride,
+            widths=tuple(widths),
+            convs_per_stage=convs_per_stage,
+            kernel_size=tuple(kernel_size),
+            head=head,
+            coord_channels=coord_channels,
+            dropout=dropout,
+            stem_stride=stem_stride,
         )
         self.model = PhysicalSurrogate(network)
         self.loss = nn.MSELoss()
@@ -60,7 +63,10 @@ class SurrogateModule(L.LightningModule):
             {"r2": R2Score(), "rmse": MeanSquaredError(squared=False), "mae": MeanAbsoluteError()}
         )
         self.metrics = nn.ModuleDict(
-            {f"{split}_metrics": metrics.clone(prefix=f"{split}/") for split in ("train", "val", "test")}
+            {
+                f"{split}_metrics": metrics.clone(prefix=f"{split}/")
+                for split in ("train", "val", "test")
+            }
         )
 
     def setup(self, stage: str) -> None:
@@ -85,10 +91,21 @@ class SurrogateModule(L.LightningModule):
         prediction = self.model.target_norm.inverse(standardised.detach())
         self.metrics[f"{split}_metrics"].update(prediction, target)
         on_step = split == "train"
-        self.log(f"{split}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=on_step,
-                 batch_size=len(target))
-        self.log_dict(self.metrics[f"{split}_metrics"], on_step=False, on_epoch=True,
-                      prog_bar=split == "val", batch_size=len(target))
+        self.log(
+            f"{split}/loss",
+            loss,
+            on_step=on_step,
+            on_epoch=True,
+            prog_bar=on_step,
+            batch_size=len(target),
+        )
+        self.log_dict(
+            self.metrics[f"{split}_metrics"],
+            on_step=False,
+            on_epoch=True,
+            prog_bar=split == "val",
+            batch_size=len(target),
+        )
         return loss
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
@@ -109,7 +126,8 @@ class SurrogateModule(L.LightningModule):
             self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay
         )
         schedule = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=self.hparams.lr,
+            optimizer,
+            max_lr=self.hparams.lr,
             total_steps=int(self.trainer.estimated_stepping_batches),
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}

@@ -28,7 +28,11 @@ class CoordChannels(nn.Module):
 
 
 def conv_block(
-    c_in: int, c_out: int, kernel: tuple[int, int], convs: int, downsample: bool,
+    c_in: int,
+    c_out: int,
+    kernel: tuple[int, int],
+    convs: int,
+    downsample: bool,
     stride: int = 1,
 ) -> nn.Sequential:
     """``convs`` x (conv, BatchNorm, ReLU), optionally preceded by a 2x2 max pool.
@@ -39,8 +43,14 @@ def conv_block(
     padding = (kernel[0] // 2, kernel[1] // 2)
     for i in range(convs):
         layers += [
-            nn.Conv2d(c_in if i == 0 else c_out, c_out, kernel, padding=padding, bias=False,
-                      stride=stride if i == 0 else 1),
+            nn.Conv2d(
+                c_in if i == 0 else c_out,
+                c_out,
+                kernel,
+                padding=padding,
+                bias=False,
+                stride=stride if i == 0 else 1,
+            ),
             nn.BatchNorm2d(c_out),
             nn.ReLU(inplace=False),
         ]
@@ -89,7 +99,11 @@ class RoughnessCNN(nn.Module):
         stages: OrderedDict[str, nn.Module] = OrderedDict()
         for i, width in enumerate(widths):
             stages[f"stage{i + 1}"] = conv_block(
-                c_in, width, tuple(kernel_size), convs_per_stage, downsample=i > 0,
+                c_in,
+                width,
+                tuple(kernel_size),
+                convs_per_stage,
+                downsample=i > 0,
                 stride=stem_stride if i == 0 else 1,
             )
             c_in = width

@@ -72,8 +72,9 @@ def test_contributions_sum_to_peak_vorticity(model: VorticityModel, heights: np.
 
 def test_contribution_sums_to_max_vorticity(model: VorticityModel, heights: np.ndarray) -> None:
     chunk = model.evaluate(heights)
-    np.testing.assert_allclose(chunk.contribution.sum(axis=(1, 2)), chunk.max_vorticity,
-                               rtol=1e-10, atol=0)
+    np.testing.assert_allclose(
+        chunk.contribution.sum(axis=(1, 2)), chunk.max_vorticity, rtol=1e-10, atol=0
+    )
 
 
 def test_target_is_saturated_wake_maximum(model: VorticityModel, heights: np.ndarray) -> None:
@@ -84,8 +85,9 @@ def test_target_is_saturated_wake_maximum(model: VorticityModel, heights: np.nda
     np.testing.assert_array_equal(chunk.peak_x, px)
     assert np.all(chunk.peak_x >= n)
     np.testing.assert_array_equal(chunk.peak_sign, np.sign(w_peak))
-    np.testing.assert_allclose(chunk.max_vorticity, omega_s * np.tanh(np.abs(w_peak) / omega_s),
-                               rtol=1e-14)
+    np.testing.assert_allclose(
+        chunk.max_vorticity, omega_s * np.tanh(np.abs(w_peak) / omega_s), rtol=1e-14
+    )
     assert np.all((chunk.peak_margin >= 0) & (chunk.peak_margin <= 1))
 
 
@@ -114,8 +116,9 @@ def test_contribution_is_the_integrated_gradient() -> None:
 
 def test_linear_in_height(model: VorticityModel, heights: np.ndarray) -> None:
     w = model.field(heights[:2])
-    np.testing.assert_allclose(model.field(-2.5 * heights[:2]), -2.5 * w,
-                               atol=1e-12 * np.abs(w).max())
+    np.testing.assert_allclose(
+        model.field(-2.5 * heights[:2]), -2.5 * w, atol=1e-12 * np.abs(w).max()
+    )
 
 
 def test_additive_in_height(model: VorticityModel, heights: np.ndarray) -> None:
@@ -162,11 +165,14 @@ def test_transport_kernel_matches_direct_fourier_sum(small: PhysicsParams) -> No
     xi = np.arange(small.length_x + 1)
     eta = np.arange(-n, n + 1)
     growth = spanwise_growth(small, k_y)
-    phase = np.exp(growth[None, None, :] * (xi[None, :, None] + 0.5)
-                   + 1j * k_y[None, None, :] * eta[:, None, None])
+    phase = np.exp(
+        growth[None, None, :] * (xi[None, :, None] + 0.5)
+        + 1j * k_y[None, None, :] * eta[:, None, None]
+    )
     expected = phase.sum(axis=2).real / fine / small.velocity
-    np.testing.assert_allclose(transport_kernel(small), expected, rtol=0,
-                               atol=1e-12 * np.abs(expected).max())
+    np.testing.assert_allclose(
+        transport_kernel(small), expected, rtol=0, atol=1e-12 * np.abs(expected).max()
+    )
 
 
 def test_spanwise_growth_band(params: PhysicsParams) -> None:
@@ -183,7 +189,8 @@ def test_spanwise_growth_band(params: PhysicsParams) -> None:
 
 
 def test_downstream_roughness_beyond_one_cell_has_no_effect(
-    model: VorticityModel, heights: np.ndarray,
+    model: VorticityModel,
+    heights: np.ndarray,
 ) -> None:
     h = heights[0].copy()
     py, px = 30, 40
@@ -285,8 +292,10 @@ def test_edge_taper_is_sin_squared_on_cell_centres() -> None:
 
 def _campaign(params: PhysicsParams, samples: int, seed: int, chunk_size: int) -> dict:
     chunks = [c for _, c in simulate_chunks(params, samples, seed, chunk_size=chunk_size)]
-    return {f.name: np.concatenate([getattr(c, f.name) for c in chunks])
-            for f in dataclasses.fields(chunks[0])}
+    return {
+        f.name: np.concatenate([getattr(c, f.name) for c in chunks])
+        for f in dataclasses.fields(chunks[0])
+    }
 
 
 def test_same_seed_gives_identical_arrays() -> None:
@@ -346,8 +355,9 @@ def test_size_32_campaign_is_exact() -> None:
     py, px, w_peak = _peak(model.field(h)[:, :, 32:], 32)
     total = model.contribution_of(h, py, px).sum(axis=(1, 2))
     assert np.all(np.abs(total - w_peak) / np.abs(w_peak) < 1e-10)
-    np.testing.assert_allclose(chunk.contribution.sum(axis=(1, 2)), chunk.max_vorticity,
-                               rtol=1e-10, atol=0)
+    np.testing.assert_allclose(
+        chunk.contribution.sum(axis=(1, 2)), chunk.max_vorticity, rtol=1e-10, atol=0
+    )
 
 
 # --- campaign statistics at the defaults --------------------------------------------------

@@ -1,0 +1,129 @@
+"""Learning curve: held-out test R^2 against the number of training simulations.
+
+One large simulated campaign gives a fixed validation and test split; each point trains on
+the first ``n`` samples of the training split (``data.train_samples``) through the normal
+``surrogate fit`` path and tests the best checkpoint. Every point gets the same budget of
+optimisation steps, ``max(min_epochs, budget / n)`` epochs, so small campaigns are not
+starved of updates. The ridge baseline is fitted on the same ``n`` samples.
+
+    python benchmarks/learning_curve.py --sizes 1000 2000 5000 10000 20000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from baseline import fit_ridge, r2_rmse, summary_features
+
+from data.campaign import open_or_simulate
+from data.datamodule import split_indices
+from data.physics import PhysicsParams
+from train.cli import run_lightning
+
+MODEL_ARGS = [
+    "--model.widths",
+    "[32, 64, 128, 256]",
+    "--model.kernel_size",
+    "[3, 5]",
+    "--model.stem_stride",
+    "2",
+    "--model.coord_channels",
+    "true",
+]
+
+
+def train_point(campaign: Path, n: int, epochs: int, head: str, run_dir: Path) -> dict:
+    args = [
+        "fit",
+        "--run_dir",
+        str(run_dir),
+        "--data.path",
+        str(campaign),
+        "--data.train_samples",
+        str(n),
+        "--data.fractions",
+        "[0.8, 0.1, 0.1]",
+        "--trainer.max_epochs",
+        str(epochs),
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.enable_model_summary",
+        "false",
+        "--model.head",
+        head,
+        *MODEL_ARGS,
+    ]
+    start = time.perf_counter()
+    cli = run_lightning(args, run=False)
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    wall = time.perf_counter() - start
+    cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path="best", verbose=False)
+    metrics = json.loads((Path(cli.trainer.log_dir) / "test_metrics.json").read_text())
+    return {
+        "n": n,
+        "epochs": epochs,
+        "head": head,
+        "r2": metrics["test/r2"],
+        "rmse": metrics["test/rmse"],
+        "wall_seconds": wall,
+    }
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--campaign", type=Path, default=Path("campaigns/lc-25k-64.nc"))
+    parser.add_argument("--campaign-samples", type=int, default=25_000)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 2000, 5000, 10000, 20000])
+    parser.add_argument("--budget", type=int, default=150_000, help="sample-passes per point")
+    parser.add_argument("--min-epochs", type=int, default=15)
+    parser.add_argument("--head", default="max")
+    parser.add_argument("--run-root", type=Path, default=Path("runs/learning-curve"))
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/learning_curve.json"))
+    opts = parser.parse_args(argv)
+    open_or_simulate(opts.campaign, opts.campaign_samples, 64, 0)
+    with h5py.File(opts.campaign, "r") as f:
+        h, y = f["roughness"][...].astype(np.float64), f["max_vorticity"][...].astype(np.float64)
+    split = split_indices(len(y), (0.8, 0.1, 0.1), 0)
+    feats = summary_features(h, PhysicsParams.for_size(h.shape[-1]))
+    points = []
+    for n in opts.sizes:
+        epochs = max(opts.min_epochs, round(opts.budget / n))
+        point = train_point(opts.campaign, n, epochs, opts.head, opts.run_root / f"n{n}")
+        ridge = fit_ridge(feats[split["train"][:n]], y[split["train"][:n]])
+        point["ridge_r2"], point["ridge_rmse"] = r2_rmse(
+            y[split["test"]], ridge(feats[split["test"]])
+        )
+        points.append(point)
+        print(
+            f"n={n:>6} epochs={epochs:>4} CNN R2={point['r2']:.4f} RMSE={point['rmse']:.5f} "
+            f"ridge R2={point['ridge_r2']:.4f} ({point['wall_seconds'] / 60:.1f} min)",
+            flush=True,
+        )
+        result = {
+            "benchmark": "learning curve",
+            "campaign": str(opts.campaign),
+            "test_samples": len(split["test"]),
+            "budget_sample_passes": opts.budget,
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "machine": f"{platform.machine()} cpus={torch.get_num_threads()}",
+            "command": " ".join(["python benchmarks/learning_curve.py", *(argv or sys.argv[1:])]),
+            "points": points,
+        }
+        opts.out.parent.mkdir(parents=True, exist_ok=True)
+        opts.out.write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+if __name__ == "__main__":
+    main()
