@@ -43,7 +43,15 @@ MODEL_ARGS = [
 ]
 
 
-def train_point(campaign: Path, n: int, epochs: int, head: str, run_dir: Path) -> dict:
+def train_point(
+    campaign: Path,
+    n: int,
+    epochs: int,
+    head: str,
+    run_dir: Path,
+    model_args: list[str] = MODEL_ARGS,
+) -> dict:
+    """Fit on the first ``n`` training samples, test the best checkpoint; R^2, RMSE, wall time."""
     args = [
         "fit",
         "--run_dir",

@@ -146,7 +146,7 @@ class CampaignDataModule(L.LightningDataModule):
             )
 
     def setup(self, stage: str | None = None) -> None:
-        if self.datasets:
+        if self.datasets and (stage != "predict" or "predict" in self.datasets):
             return
         ds = open_campaign(self.hparams.path)
         n = ds.sizes["sample"]
@@ -160,6 +160,8 @@ class CampaignDataModule(L.LightningDataModule):
         for name, idx in self.splits.items():
             targets = self._permuted_targets(idx) if name == "train" else None
             self.datasets[name] = CampaignDataset(self.hparams.path, idx, in_memory, targets)
+        if stage == "predict":
+            self.datasets["predict"] = CampaignDataset(self.hparams.path, np.arange(n), in_memory)
 
     def _subset(self, train: np.ndarray) -> np.ndarray:
         k = self.hparams.train_samples
@@ -218,7 +220,8 @@ class CampaignDataModule(L.LightningDataModule):
         return self._loader("test", shuffle=False)
 
     def predict_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
+        """Every sample of the campaign, in file order."""
+        return self._loader("predict", shuffle=False)
 
     def state_dict(self) -> dict[str, Any]:
         """The split, so a checkpoint records exactly which samples were held out."""
@@ -227,5 +230,11 @@ class CampaignDataModule(L.LightningDataModule):
         return {f"split_{k}": v.tolist() for k, v in self.splits.items()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state:
-            self.splits = {k.removeprefix("split_"): np.asarray(v) for k, v in state.items()}
+        """Adopt a checkpoint's split; datasets built from the config's split are rebuilt."""
+        if not state:
+            return
+        self.splits = {k.removeprefix("split_"): np.asarray(v) for k, v in state.items()}
+        if self.datasets:
+            stage = "predict" if "predict" in self.datasets else None
+            self.datasets = {}
+            self.setup(stage)

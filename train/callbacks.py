@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,26 +24,91 @@ def write_json(path: Path, payload: dict[str, Any]) -> None:
 class RunArtifacts(L.Callback):
     """Saves the split at fit start; after testing, writes metrics and diagnostic plots.
 
-    Files land in the trainer's log directory: ``split.json``, ``test_metrics.json``,
-    ``parity.png``/``.pdf`` and ``residuals.png``/``.pdf``.
+    Files land in the trainer's log directory: ``split.json``, ``fit_summary.json``
+    (wall time, epochs, best validation R^2), ``test_metrics.json``, ``parity.png``/``.pdf``
+    and ``residuals.png``/``.pdf``.
     """
 
     def __init__(self) -> None:
         self._pred: list[torch.Tensor] = []
         self._true: list[torch.Tensor] = []
+        self._fit_start = 0.0
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        checkpoint = trainer.checkpoint_callback
+        best = getattr(checkpoint, "best_model_score", None)
+        write_json(
+            Path(trainer.log_dir) / "fit_summary.json",
+            {
+                "wall_seconds": time.perf_counter() - self._fit_start,
+                "epochs": trainer.current_epoch,
+                "global_step": trainer.global_step,
+                "best_val_r2": float(best) if best is not None else None,
+                "best_checkpoint": getattr(checkpoint, "best_model_path", None),
+                "train_samples": len(trainer.datamodule.splits["train"])
+                if getattr(trainer.datamodule, "splits", None) is not None
+                else None,
+            },
+        )
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._fit_start = time.perf_counter()
         dm = trainer.datamodule
         if trainer.is_global_zero and getattr(dm, "splits", None) is not None:
             split = {k: v.tolist() for k, v in dm.splits.items()}
             split["campaign"] = os.fspath(dm.hparams.path)
             write_json(Path(trainer.log_dir) / "split.json", split)
 
+    def on_predict_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._pred = []
+
+    def on_predict_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        self._pred.append(outputs.float().cpu())
+
+    def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.is_global_zero or not self._pred:
+            return
+        import xarray as xr
+
+        pred = torch.cat(self._pred).numpy()
+        ds = xr.Dataset(
+            {
+                "predicted_max_vorticity": (
+                    "sample",
+                    pred,
+                    {"units": "U_e/delta", "long_name": "surrogate prediction of max_vorticity"},
+                )
+            },
+            coords={"sample": np.arange(len(pred))},
+            attrs={"campaign": os.fspath(trainer.datamodule.hparams.path)},
+        )
+        target = Path(trainer.log_dir) / "predictions.nc"
+        with atomic_path(target) as tmp:
+            ds.to_netcdf(tmp, engine="h5netcdf")
+        print(f"wrote {len(pred)} predictions to {target}")
+
     def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._pred, self._true = [], []
 
-    def on_test_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule,
-                          outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+    def on_test_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
         roughness, target = batch
         with torch.no_grad():
             self._pred.append(pl_module(roughness).float().cpu())
@@ -52,7 +118,9 @@ class RunArtifacts(L.Callback):
         if not trainer.is_global_zero or not self._pred:
             return
         out = Path(trainer.log_dir)
-        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
+        metrics = {
+            k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")
+        }
         metrics["test/samples"] = int(sum(len(p) for p in self._pred))
         write_json(out / "test_metrics.json", metrics)
         pred = torch.cat(self._pred).numpy()

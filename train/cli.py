@@ -7,6 +7,7 @@ stderr and exit status 2, without a traceback.
 from __future__ import annotations
 
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,8 @@ from typing import Any
 from data.errors import InputError
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
+# --ckpt_path values that Lightning resolves itself rather than reading a file
+CKPT_PATH_KEYWORDS = ("best", "last", "hpc", "registry")
 
 OVERVIEW = """usage: surrogate COMMAND [options]
 
@@ -43,9 +46,21 @@ def _lightning_cli() -> Any:
 
     class SurrogateCLI(LightningCLI):
         def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-            parser.add_argument("--run_dir", type=str, default="runs/default",
-                                help="folder for checkpoints/, logs and the resolved config")
+            parser.add_argument(
+                "--run_dir",
+                type=str,
+                default="runs/default",
+                help="folder for checkpoints/, logs and the resolved config",
+            )
             parser.link_arguments("data.grid_shape", "model.grid_shape", apply_on="instantiate")
+
+        def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+            with warnings.catch_warnings():
+                # main() passes sys.argv[1:] on as ``args``, which Lightning would warn about
+                warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+                super().parse_arguments(parser, args)
+            subcommand = self.config.get("subcommand")
+            _check_inputs(self.config[subcommand] if subcommand else self.config)
 
         def instantiate_trainer(self, **kwargs: Any) -> Any:
             run_dir = Path(self._get(self.config, "run_dir"))
@@ -58,20 +73,56 @@ def _lightning_cli() -> Any:
             return trainer
 
     checkpoint = ModelCheckpoint(
-        monitor="val/r2", mode="max", save_last=True, save_top_k=1,
-        filename="best-epoch{epoch:03d}", auto_insert_metric_name=False,
+        monitor="val/r2",
+        mode="max",
+        save_last=True,
+        save_top_k=1,
+        filename="best-epoch{epoch:03d}",
+        auto_insert_metric_name=False,
     )
-    defaults = {"callbacks": [checkpoint], "accelerator": "auto", "devices": 1,
-                "log_every_n_steps": 20}
+    defaults = {
+        "callbacks": [checkpoint],
+        "accelerator": "auto",
+        "devices": 1,
+        "log_every_n_steps": 20,
+    }
 
     def build(args: Sequence[str], run: bool = True) -> Any:
         return SurrogateCLI(
-            SurrogateModule, CampaignDataModule, args=list(args), run=run,
-            trainer_defaults=defaults, seed_everything_default=0,
+            SurrogateModule,
+            CampaignDataModule,
+            args=list(args),
+            run=run,
+            trainer_defaults=defaults,
+            seed_everything_default=0,
             save_config_kwargs={"overwrite": True},
         )
 
     return build
+
+
+def _check_inputs(config: Any) -> None:
+    """Raise :class:`InputError` for a missing or damaged campaign or ``--ckpt_path`` file.
+
+    Runs right after parsing, before Lightning logs anything: LightningCLI then reads
+    ``--ckpt_path`` with ``torch.load`` and the ``grid_shape`` link reads the campaign with
+    plain h5py, and both would fail with a traceback on a foreign or damaged file.
+    """
+    from data.campaign import open_campaign
+    from data.errors import CampaignError
+    from surrogate.checkpoint import read_checkpoint
+
+    path = Path(config.get("data.path"))
+    if path.exists():
+        open_campaign(path).close()
+    elif config.get("data.simulate_samples") is None:
+        raise CampaignError(
+            f"{path}: campaign file not found (give an existing file, or set "
+            "--data.simulate_samples to generate one)"
+        )
+    ckpt_path = config.get("ckpt_path")
+    if ckpt_path is not None and ckpt_path not in CKPT_PATH_KEYWORDS:
+        read_checkpoint(ckpt_path)
 
 
 def run_lightning(args: Sequence[str], run: bool = True) -> Any:
@@ -113,8 +164,11 @@ def main(args: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"surrogate {command}: interrupted", file=sys.stderr)
         return 130
-    print(f"surrogate: error: unknown command {command!r}; choose from "
-          f"{', '.join([*COMMANDS, *LIGHTNING_COMMANDS])}", file=sys.stderr)
+    print(
+        f"surrogate: error: unknown command {command!r}; choose from "
+        f"{', '.join([*COMMANDS, *LIGHTNING_COMMANDS])}",
+        file=sys.stderr,
+    )
     return 2
 
 

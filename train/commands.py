@@ -24,7 +24,9 @@ def simulate_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--samples", type=positive_int, default=10_000, help="number of designs")
     parser.add_argument("--size", type=positive_int, default=64, help="patch size N (cells a side)")
-    parser.add_argument("--seed", type=int, default=0, help="seed; the same seed gives the same campaign")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed; the same seed gives the same campaign"
+    )
     parser.add_argument("--out", type=Path, required=True, help="output netCDF file")
     parser.add_argument("--chunk-size", type=positive_int, default=500, help="samples per block")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
@@ -39,9 +41,16 @@ def simulate_command(args: Sequence[str]) -> int:
     opts = simulate_parser().parse_args(args)
     start = time.perf_counter()
     path = simulate_to_file(
-        opts.out, samples=opts.samples, size=opts.size, seed=opts.seed,
-        chunk_size=opts.chunk_size, overwrite=opts.overwrite, progress=not opts.quiet,
+        opts.out,
+        samples=opts.samples,
+        size=opts.size,
+        seed=opts.seed,
+        chunk_size=opts.chunk_size,
+        overwrite=opts.overwrite,
+        progress=not opts.quiet,
     )
-    print(f"wrote {opts.samples} samples ({opts.size}x{opts.size}) to {path} "
-          f"in {time.perf_counter() - start:.1f} s")
+    print(
+        f"wrote {opts.samples} samples ({opts.size}x{opts.size}) to {path} "
+        f"in {time.perf_counter() - start:.1f} s"
+    )
     return 0

@@ -42,8 +42,17 @@ def demo_command(args: Sequence[str]) -> int:
     campaign = opts.out / "campaign.nc"
     print(f"[1/3] campaign: {campaign}")
     open_or_simulate(campaign, opts.samples, opts.size, opts.seed)
-    cli_args = ["fit", "--run_dir", str(opts.out / "run"), "--seed_everything", str(opts.seed),
-                "--data.path", str(campaign), "--trainer.max_epochs", str(opts.epochs)]
+    # run=False builds the CLI without subcommands, so no leading "fit"
+    cli_args = [
+        "--run_dir",
+        str(opts.out / "run"),
+        "--seed_everything",
+        str(opts.seed),
+        "--data.path",
+        str(campaign),
+        "--trainer.max_epochs",
+        str(opts.epochs),
+    ]
     for key, value in DEMO_MODEL.items():
         cli_args += [f"--{key}", value]
     print(f"[2/3] training for {opts.epochs} epochs")
@@ -56,6 +65,8 @@ def demo_command(args: Sequence[str]) -> int:
     print(f"\nrun folder: {log_dir}")
     print(f"best checkpoint: {cli.trainer.checkpoint_callback.best_model_path}")
     print(f"plots: {log_dir / 'parity.png'}, {log_dir / 'residuals.png'}")
-    print(f"test R2 = {metrics['test/r2']:.4f}   RMSE = {metrics['test/rmse']:.4f} U_e/delta   "
-          f"({metrics['test/samples']} held-out samples, {time.perf_counter() - start:.0f} s)")
+    print(
+        f"test R2 = {metrics['test/r2']:.4f}   RMSE = {metrics['test/rmse']:.4f} U_e/delta   "
+        f"({metrics['test/samples']} held-out samples, {time.perf_counter() - start:.0f} s)"
+    )
     return 0

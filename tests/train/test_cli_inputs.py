@@ -1,0 +1,152 @@
+"""Bad input files through the command line: exit status 2, one line naming the file, no output.
+
+The campaign-level checks are tested in ``tests/data/test_campaign.py``; here each kind of bad
+file goes through ``surrogate fit`` (or ``test``) to check that the message reaches the user
+as one line, before Lightning creates a run folder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+
+from train.cli import main
+
+
+def _write(ds: xr.Dataset, path: Path) -> Path:
+    ds.to_netcdf(path, engine="h5netcdf")
+    return path
+
+
+def _missing(ds: xr.Dataset, good: Path, path: Path) -> Path:
+    return path
+
+
+def _text(ds: xr.Dataset, good: Path, path: Path) -> Path:
+    path.write_text("roughness,max_vorticity\n0.1,0.2\n")
+    return path
+
+
+def _truncated(ds: xr.Dataset, good: Path, path: Path) -> Path:
+    payload = good.read_bytes()
+    path.write_bytes(payload[: len(payload) // 2])
+    return path
+
+
+def _nan_roughness(ds: xr.Dataset, good: Path, path: Path) -> Path:
+    values = ds.roughness.values.copy()
+    values[7, 3, 4] = np.nan
+    return _write(ds.assign(roughness=ds.roughness.copy(data=values)), path)
+
+
+def _short_max_vorticity(ds: xr.Dataset, good: Path, path: Path) -> Path:
+    # h5netcdf would silently pad the short variable with fill values
+    _write(ds, path)
+    with h5py.File(path, "a") as f:
+        del f["max_vorticity"]
+        short = f.create_dataset("max_vorticity", data=np.ones(ds.sizes["sample"] - 2, "f4"))
+        short.dims[0].attach_scale(f["sample"])
+    return path
+
+
+BAD_CAMPAIGNS: dict[str, tuple[Callable[[xr.Dataset, Path, Path], Path], str]] = {
+    "missing": (_missing, "not found"),
+    "text": (_text, "not an HDF5"),
+    "truncated": (_truncated, "truncated"),
+    "no-max-vorticity": (
+        lambda ds, good, path: _write(ds.drop_vars("max_vorticity"), path),
+        "'max_vorticity' is missing",
+    ),
+    "nan-roughness": (_nan_roughness, "NaN or Inf"),
+    "float64-roughness": (
+        lambda ds, good, path: _write(ds.assign(roughness=ds.roughness.astype("f8")), path),
+        "float64",
+    ),
+    "mismatched-lengths": (_short_max_vorticity, "62 values along 'sample'"),
+    "empty": (lambda ds, good, path: _write(ds.isel(sample=slice(0, 0)), path), "0 samples"),
+    "wrong-dims": (
+        lambda ds, good, path: _write(ds.transpose("sample", "x", "y"), path),
+        "('sample', 'y', 'x')",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_CAMPAIGNS))
+def test_bad_campaign(
+    case: str,
+    campaign_ds: xr.Dataset,
+    campaign_file: Path,
+    smoke: Path,
+    tmp_path: Path,
+    error_line: Callable[..., str],
+) -> None:
+    make, expected = BAD_CAMPAIGNS[case]
+    path = make(campaign_ds, campaign_file, tmp_path / f"{case}.nc")
+    run_dir = tmp_path / "run"
+    status = main(
+        [
+            "fit",
+            "--config",
+            str(smoke),
+            "--data.path",
+            str(path),
+            "--data.simulate_samples",
+            "null",
+            "--run_dir",
+            str(run_dir),
+        ]
+    )
+    assert status == 2
+    error_line("surrogate fit: error:", str(path), expected)
+    assert not run_dir.exists()
+    assert path.exists() == (case != "missing")  # nothing simulated in its place
+
+
+def _torch_file(path: Path) -> Path:
+    torch.save({"weights": torch.zeros(3)}, path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("command", "make", "expected"),
+    [
+        ("test", lambda path: path, "checkpoint not found"),
+        ("test", lambda path: path.write_text("not a checkpoint\n") and path, "not a loadable"),
+        ("validate", _torch_file, "not a surrogate checkpoint"),
+        ("predict", lambda path: path.write_bytes(b"PK\x03\x04") and path, "not a loadable"),
+    ],
+    ids=["missing", "text", "foreign-torch-file", "broken-zip"],
+)
+def test_bad_checkpoint(
+    command: str,
+    make: Callable[[Path], Path],
+    expected: str,
+    campaign_file: Path,
+    smoke: Path,
+    tmp_path: Path,
+    error_line: Callable[..., str],
+) -> None:
+    ckpt = make(tmp_path / "model.ckpt")
+    run_dir = tmp_path / "run"
+    status = main(
+        [
+            command,
+            "--config",
+            str(smoke),
+            "--data.path",
+            str(campaign_file),
+            "--run_dir",
+            str(run_dir),
+            "--ckpt_path",
+            str(ckpt),
+        ]
+    )
+    assert status == 2
+    error_line(f"surrogate {command}: error:", str(ckpt), expected)
+    assert not run_dir.exists()
