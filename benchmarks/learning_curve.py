@@ -53,7 +53,6 @@ def train_point(
 ) -> dict:
     """Fit on the first ``n`` training samples, test the best checkpoint; R^2, RMSE, wall time."""
     args = [
-        "fit",
         "--run_dir",
         str(run_dir),
         "--data.path",

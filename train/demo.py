@@ -8,15 +8,11 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from data.errors import InputError
 from train.commands import positive_int
 
-# The same run as configs/demo.yaml, spelled as LightningCLI arguments.
-DEMO_MODEL = {
-    "model.widths": "[16, 32, 64, 128]",
-    "model.head": "max",
-    "model.lr": "0.003",
-    "data.batch_size": "64",
-}
+# The demo is configs/demo.yaml with the campaign, run folder and size given on the command line.
+DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
 
 
 def demo_parser() -> argparse.ArgumentParser:
@@ -27,7 +23,9 @@ def demo_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, default=Path("demo-out"), help="output folder")
     parser.add_argument("--samples", type=positive_int, default=3000, help="campaign size")
     parser.add_argument("--size", type=positive_int, default=64, help="patch size N")
-    parser.add_argument("--epochs", type=positive_int, default=12, help="training epochs")
+    parser.add_argument(
+        "--epochs", type=positive_int, default=None, help="training epochs (default: the config's)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="campaign and training seed")
     return parser
 
@@ -43,19 +41,25 @@ def demo_command(args: Sequence[str]) -> int:
     print(f"[1/3] campaign: {campaign}")
     open_or_simulate(campaign, opts.samples, opts.size, opts.seed)
     # run=False builds the CLI without subcommands, so no leading "fit"
+    if not DEMO_CONFIG.is_file():
+        raise InputError(f"{DEMO_CONFIG}: demo config not found (run the demo from a clone)")
     cli_args = [
+        "--config",
+        str(DEMO_CONFIG),
         "--run_dir",
         str(opts.out / "run"),
         "--seed_everything",
         str(opts.seed),
         "--data.path",
         str(campaign),
-        "--trainer.max_epochs",
-        str(opts.epochs),
+        "--data.size",
+        str(opts.size),
+        "--data.simulate_samples",
+        str(opts.samples),
     ]
-    for key, value in DEMO_MODEL.items():
-        cli_args += [f"--{key}", value]
-    print(f"[2/3] training for {opts.epochs} epochs")
+    if opts.epochs is not None:
+        cli_args += ["--trainer.max_epochs", str(opts.epochs)]
+    print("[2/3] training the surrogate")
     cli = run_lightning(cli_args, run=False)
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     print("[3/3] testing the best checkpoint on the held-out split")
