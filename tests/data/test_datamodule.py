@@ -42,11 +42,14 @@ def test_lazy_and_in_memory_serve_identical_items(campaign: Path) -> None:
     idx = np.array([7, 3, 31, 0])
     eager = CampaignDataset(campaign, idx, in_memory=True)
     lazy = CampaignDataset(campaign, idx, in_memory=False)
-    assert eager.roughness is not None and lazy.roughness is None
+    assert eager.roughness is not None
+    assert lazy.roughness is None
     for i in range(len(idx)):
         (xe, ye), (xl, yl) = eager[i], lazy[i]
-        assert xe.shape == (1, 16, 16) and xe.dtype == torch.float32
-        assert torch.equal(xe, xl) and torch.equal(ye, yl)
+        assert xe.shape == (1, 16, 16)
+        assert xe.dtype == torch.float32
+        assert torch.equal(xe, xl)
+        assert torch.equal(ye, yl)
 
 
 def test_lazy_reads_work_in_worker_processes(campaign: Path) -> None:
@@ -62,7 +65,8 @@ def test_size_threshold_picks_the_reader(campaign: Path, limit: float, in_memory
     dm = module(campaign, in_memory_limit_mb=limit)
     assert (dm.datasets["train"].roughness is not None) is in_memory
     x, y = next(iter(dm.train_dataloader()))
-    assert x.shape == (8, 1, 16, 16) and y.shape == (8,)
+    assert x.shape == (8, 1, 16, 16)
+    assert y.shape == (8,)
 
 
 def test_training_statistics_use_only_the_training_split(campaign: Path) -> None:

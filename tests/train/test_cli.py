@@ -15,6 +15,7 @@ from typing import NamedTuple
 import numpy as np
 import pytest
 import torch
+import xarray as xr
 import yaml
 
 import data.campaign as campaign
@@ -251,6 +252,21 @@ def test_test_uses_the_checkpoint_split(fitted: Run, smoke: Path, tmp_path: Path
 
 
 # --- resume -------------------------------------------------------------------------------
+
+
+def test_predict_writes_every_sample(fitted: Run, smoke: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "predict"
+    args = fit_args(smoke, fitted.campaign, run_dir, "--ckpt_path", str(fitted.best))
+    assert main(["predict", *args]) == 0
+    with xr.open_dataset(run_dir / "version_0" / "predictions.nc", engine="h5netcdf") as ds:
+        predicted = ds["predicted_max_vorticity"].values
+        assert ds["predicted_max_vorticity"].attrs["units"] == "U_e/delta"
+    with open_campaign(fitted.campaign) as campaign:
+        roughness = campaign.roughness.values
+    with torch.no_grad():
+        expected = load_model(fitted.best)(torch.from_numpy(roughness)[:, None]).numpy()
+    assert predicted.shape == (64,)
+    np.testing.assert_allclose(predicted, expected, rtol=0, atol=1e-5)
 
 
 def test_resume_after_interrupt(
