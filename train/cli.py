@@ -27,7 +27,7 @@ commands:
   fit        train a surrogate (LightningCLI; e.g. --config configs/demo.yaml)
   validate   validation metrics of a checkpoint (--ckpt_path)
   test       held-out test metrics, parity plot and residuals of a checkpoint
-  predict    predictions for the test split of a campaign
+  predict    predictions for every sample of a campaign (predictions.nc in the run folder)
   demo       simulate -> train -> test -> plots, end to end, on a small default campaign
 
 'surrogate COMMAND --help' shows the options of a command.
