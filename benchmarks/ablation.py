@@ -43,17 +43,27 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--head", default="max")
     parser.add_argument("--variants", nargs="*", default=None, help="subset of variant names")
+    parser.add_argument("--val-every", type=int, default=1, help="validate every k epochs")
     parser.add_argument("--run-root", type=Path, default=Path("runs/ablation"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/ablation.json"))
     opts = parser.parse_args(argv)
-    rows = []
+    # rows already measured by an earlier invocation are kept, not retrained
+    previous = json.loads(opts.out.read_text()) if opts.out.exists() else {}
+    rows = previous.get("rows", [])
+    commands = [previous["command"]] if previous else []
     for i, (name, args) in enumerate(VARIANTS.items()):
-        if opts.variants and name not in opts.variants:
+        if (opts.variants and name not in opts.variants) or name in {r["variant"] for r in rows}:
             continue
         row = train_point(
-            opts.campaign, opts.n, opts.epochs, opts.head, opts.run_root / f"v{i}", model_args=args
+            opts.campaign,
+            opts.n,
+            opts.epochs,
+            opts.head,
+            opts.run_root / f"v{i}",
+            model_args=args,
+            val_every=opts.val_every,
         )
-        row["variant"] = name
+        row["variant"], row["val_every"] = name, opts.val_every
         rows.append(row)
         print(
             f"{name:<58} R2={row['r2']:.4f} RMSE={row['rmse']:.5f} "
@@ -69,7 +79,9 @@ def main(argv: list[str] | None = None) -> dict:
                     "epochs": opts.epochs,
                     "head": opts.head,
                     "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                    "command": " ".join(["python benchmarks/ablation.py", *(argv or sys.argv[1:])]),
+                    "command": " && ".join(
+                        [*commands, " ".join(["python benchmarks/ablation.py", *(argv or [])])]
+                    ),
                     "rows": rows,
                 },
                 indent=2,

@@ -50,6 +50,7 @@ def train_point(
     head: str,
     run_dir: Path,
     model_args: list[str] = MODEL_ARGS,
+    val_every: int = 1,
 ) -> dict:
     """Fit on the first ``n`` training samples, test the best checkpoint; R^2, RMSE, wall time."""
     args = [
@@ -67,9 +68,11 @@ def train_point(
         "false",
         "--trainer.enable_model_summary",
         "false",
+        "--trainer.check_val_every_n_epoch",
+        str(val_every),
         "--model.head",
         head,
-        *MODEL_ARGS,
+        *model_args,
     ]
     start = time.perf_counter()
     cli = run_lightning(args, run=False)
@@ -95,6 +98,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--budget", type=int, default=150_000, help="sample-passes per point")
     parser.add_argument("--min-epochs", type=int, default=15)
     parser.add_argument("--head", default="max")
+    parser.add_argument(
+        "--val-every", type=int, default=1, help="validate every k epochs (picks the best)"
+    )
     parser.add_argument("--run-root", type=Path, default=Path("runs/learning-curve"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/learning_curve.json"))
     opts = parser.parse_args(argv)
@@ -103,15 +109,24 @@ def main(argv: list[str] | None = None) -> dict:
         h, y = f["roughness"][...].astype(np.float64), f["max_vorticity"][...].astype(np.float64)
     split = split_indices(len(y), (0.8, 0.1, 0.1), 0)
     feats = summary_features(h, PhysicsParams.for_size(h.shape[-1]))
-    points = []
+    # points already measured (an earlier, interrupted invocation) are kept, not retrained
+    points = json.loads(opts.out.read_text())["points"] if opts.out.exists() else []
+    commands = [json.loads(opts.out.read_text())["command"]] if opts.out.exists() else []
+    done = {p["n"] for p in points}
     for n in opts.sizes:
+        if n in done:
+            continue
         epochs = max(opts.min_epochs, round(opts.budget / n))
-        point = train_point(opts.campaign, n, epochs, opts.head, opts.run_root / f"n{n}")
+        point = train_point(
+            opts.campaign, n, epochs, opts.head, opts.run_root / f"n{n}", val_every=opts.val_every
+        )
+        point["val_every"] = opts.val_every
         ridge = fit_ridge(feats[split["train"][:n]], y[split["train"][:n]])
         point["ridge_r2"], point["ridge_rmse"] = r2_rmse(
             y[split["test"]], ridge(feats[split["test"]])
         )
         points.append(point)
+        points.sort(key=lambda p: p["n"])
         print(
             f"n={n:>6} epochs={epochs:>4} CNN R2={point['r2']:.4f} RMSE={point['rmse']:.5f} "
             f"ridge R2={point['ridge_r2']:.4f} ({point['wall_seconds'] / 60:.1f} min)",
@@ -124,7 +139,12 @@ def main(argv: list[str] | None = None) -> dict:
             "budget_sample_passes": opts.budget,
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "machine": f"{platform.machine()} cpus={torch.get_num_threads()}",
-            "command": " ".join(["python benchmarks/learning_curve.py", *(argv or sys.argv[1:])]),
+            "command": " && ".join(
+                [
+                    *commands,
+                    " ".join(["python benchmarks/learning_curve.py", *(argv or sys.argv[1:])]),
+                ]
+            ),
             "points": points,
         }
         opts.out.parent.mkdir(parents=True, exist_ok=True)
