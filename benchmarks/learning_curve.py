@@ -90,6 +90,29 @@ def train_point(
     }
 
 
+def plot_curve(result: dict, path: Path) -> None:
+    """Test R^2 of the CNN and of the ridge baseline against training samples (log x)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = sorted(result["points"], key=lambda p: p["n"])
+    n = [p["n"] for p in points]
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    ax.semilogx(n, [p["r2"] for p in points], "o-", label="CNN (max head)")
+    ax.semilogx(n, [p["ridge_r2"] for p in points], "s--", label="ridge on summary statistics")
+    ax.set_xlabel("training simulations")
+    ax.set_ylabel(f"test $R^2$ ({result['test_samples']} held-out designs)")
+    ax.set_title(
+        f"Learning curve, {result['budget_sample_passes'] // 1000}k sample-passes per point"
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(loc="center right")
+    fig.savefig(path, dpi=150, bbox_inches="tight")
+    plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--campaign", type=Path, default=Path("campaigns/lc-25k-64.nc"))
@@ -149,6 +172,8 @@ def main(argv: list[str] | None = None) -> dict:
         }
         opts.out.parent.mkdir(parents=True, exist_ok=True)
         opts.out.write_text(json.dumps(result, indent=2) + "\n")
+    result = json.loads(opts.out.read_text())
+    plot_curve(result, opts.out.with_suffix(".png"))
     return result
 
 
