@@ -10,6 +10,7 @@ on the same training split, and reports R^2, RMSE, epochs and training wall time
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import platform
 import sys
@@ -38,10 +39,17 @@ def run_info(run: Path) -> dict:
         fit = json.loads(summary.read_text())
         wall, epochs = fit["wall_seconds"], fit["epochs"]
     else:  # runs started before fit_summary existed: split.json is written at fit start
-        last = run / "checkpoints" / "last.ckpt"
-        wall = last.stat().st_mtime - (version / "split.json").stat().st_mtime
-        epochs = int(torch.load(last, map_location="cpu", weights_only=True)["epoch"])
-    return {"split": split, "best": best, "wall_seconds": wall, "epochs": epochs}
+        wall = (version / "metrics.csv").stat().st_mtime - (version / "split.json").stat().st_mtime
+        with open(version / "metrics.csv") as f:
+            epochs = 1 + max(int(row["epoch"]) for row in csv.DictReader(f) if row.get("val/r2"))
+    best_epoch = int(torch.load(best, map_location="cpu", weights_only=True)["epoch"])
+    return {
+        "split": split,
+        "best": best,
+        "wall_seconds": wall,
+        "epochs": epochs,
+        "best_epoch": best_epoch,
+    }
 
 
 def predict(model: torch.nn.Module, fields: np.ndarray, batch: int = 256) -> np.ndarray:
@@ -86,6 +94,7 @@ def main(argv: list[str] | None = None) -> dict:
             "r2": r2,
             "rmse": rmse,
             "epochs": info["epochs"],
+            "best_epoch": info["best_epoch"],
             "wall_seconds": info["wall_seconds"],
             "checkpoint": str(info["best"]),
         }

@@ -72,16 +72,18 @@ def _lightning_cli() -> Any:
             trainer.callbacks.append(RunArtifacts())
             return trainer
 
-    checkpoint = ModelCheckpoint(
+    # Lightning's save_last only refreshes last.ckpt when a new best is saved, so "last"
+    # gets its own callback that overwrites it every epoch: resume really resumes.
+    best = ModelCheckpoint(
         monitor="val/r2",
         mode="max",
-        save_last=True,
         save_top_k=1,
         filename="best-epoch{epoch:03d}",
         auto_insert_metric_name=False,
     )
+    last = ModelCheckpoint(filename="last", save_top_k=1, enable_version_counter=False)
     defaults = {
-        "callbacks": [checkpoint],
+        "callbacks": [best, last],
         "accelerator": "auto",
         "devices": 1,
         "log_every_n_steps": 20,

@@ -198,11 +198,33 @@ def test_fit_writes_checkpoints_and_run_files(fitted: Run) -> None:
     for name in ("config.yaml", "metrics.csv", "split.json"):
         assert (fitted.version / name).is_file(), name
     assert epochs_logged(fitted.version) == {0, 1}
+    # last.ckpt is the final epoch whether or not it was the best (resume must resume)
+    last = torch.load(fitted.run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert (last["epoch"], last["global_step"]) == (1, 8)
     config = yaml.safe_load((fitted.version / "config.yaml").read_text())
     assert config["model"]["widths"] == [4, 8]
     assert config["data"]["path"] == str(fitted.campaign)
     with open_campaign(fitted.campaign) as ds:
         assert ds.sizes["sample"] == 64
+
+
+def test_last_checkpoint_follows_every_epoch(
+    smoke: Path, campaign_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With no improvement after epoch 0, best stays at epoch 0 but last must move on."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    original = ModelCheckpoint.check_monitor_top_k
+
+    def no_improvement_after_first(self, trainer, current=None):  # type: ignore[no-untyped-def]
+        return trainer.current_epoch == 0 and original(self, trainer, current)
+
+    monkeypatch.setattr(ModelCheckpoint, "check_monitor_top_k", no_improvement_after_first)
+    run_dir = tmp_path / "run"
+    assert main(["fit", *fit_args(smoke, campaign_file, run_dir)]) == 0
+    (best,) = (run_dir / "checkpoints").glob("best-*.ckpt")
+    assert torch.load(best, weights_only=True)["epoch"] == 0
+    assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 1
 
 
 def test_split_is_saved_disjoint_and_complete(fitted: Run) -> None:
