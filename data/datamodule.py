@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from data.campaign import open_campaign, open_or_simulate
-from data.errors import CampaignError
+from data.errors import CampaignError, InputError
 
 
 class CampaignDataset(Dataset):
@@ -166,7 +166,10 @@ class CampaignDataModule(L.LightningDataModule):
     def _subset(self, train: np.ndarray) -> np.ndarray:
         k = self.hparams.train_samples
         if not 0 < k <= len(train):
-            raise ValueError(f"train_samples must be in 1..{len(train)}, got {k}")
+            raise InputError(
+                f"data.train_samples: expected 1..{len(train)} (the training split of "
+                f"{self.hparams.path}), got {k}"
+            )
         return train[:k]
 
     def _permuted_targets(self, idx: np.ndarray) -> np.ndarray | None:
