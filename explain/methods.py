@@ -11,7 +11,7 @@ Notation: ``A`` the layer activation ``(batch, K, h, w)``, ``G = dy/dA``.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -33,13 +33,18 @@ def find_layer(model: nn.Module, name: str) -> nn.Module:
 
 
 @contextlib.contextmanager
-def captured(model: nn.Module, layer: str) -> Iterator[dict[str, torch.Tensor]]:
-    """Record ``layer``'s output during a forward pass, in eval mode.
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Put ``model`` in eval mode; restore every submodule's own train/eval flag on exit."""
+    modes = {m: m.training for m in model.modules()}
+    try:
+        model.eval()
+        yield model
+    finally:
+        for module, mode in modes.items():
+            module.training = mode
 
-    The hook is removed and the model's train/eval mode restored on exit, also on error.
-    """
-    store: dict[str, torch.Tensor] = {}
 
+def _spatial_hook(store: dict[str, torch.Tensor], key: str, layer: str) -> Callable[..., None]:
     def hook(_module: nn.Module, _inputs: object, output: torch.Tensor) -> None:
         if not isinstance(output, torch.Tensor) or output.dim() != 4:
             shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output)
@@ -47,17 +52,52 @@ def captured(model: nn.Module, layer: str) -> Iterator[dict[str, torch.Tensor]]:
                 f"layer {layer!r} has no spatial output: expected (batch, channels, y, x), "
                 f"got {shape}"
             )
-        store["activation"] = output
+        store[key] = output
 
-    modes = {m: m.training for m in model.modules()}
-    handle = find_layer(model, layer).register_forward_hook(hook)
-    try:
-        model.eval()
+    return hook
+
+
+@contextlib.contextmanager
+def _hooked(model: nn.Module, targets: dict[str, str]) -> Iterator[dict[str, torch.Tensor]]:
+    """Store the output of layer ``targets[key]`` under ``key``, in eval mode."""
+    modules = {key: find_layer(model, layer) for key, layer in targets.items()}
+    store: dict[str, torch.Tensor] = {}
+    handles = []
+    with eval_mode(model):
+        try:
+            for key, module in modules.items():
+                handles.append(
+                    module.register_forward_hook(_spatial_hook(store, key, targets[key]))
+                )
+            yield store
+        finally:
+            for handle in handles:
+                handle.remove()
+
+
+@contextlib.contextmanager
+def captured(model: nn.Module, layer: str) -> Iterator[dict[str, torch.Tensor]]:
+    """Record ``layer``'s output under ``"activation"`` during a forward pass, in eval mode.
+
+    The hook is removed and the model's train/eval mode restored on exit, also on error.
+    """
+    with _hooked(model, {"activation": layer}) as store:
         yield store
-    finally:
-        handle.remove()
-        for module, mode in modes.items():
-            module.training = mode
+
+
+@contextlib.contextmanager
+def captured_layers(model: nn.Module, layers: Sequence[str]) -> Iterator[dict[str, torch.Tensor]]:
+    """Record several layers' outputs, keyed by layer name, during a forward pass, in eval mode.
+
+    All names are resolved before any hook is registered; the hooks are removed and the
+    model's train/eval mode restored on exit, also on error.
+    """
+    if not layers:
+        raise InputError("layers is empty; give at least one module name with a spatial output")
+    if len(set(layers)) != len(layers):
+        raise InputError(f"layers must be distinct, got {list(layers)}")
+    with _hooked(model, {layer: layer for layer in layers}) as store:
+        yield store
 
 
 def _check_methods(methods: Sequence[str]) -> None:

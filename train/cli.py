@@ -28,7 +28,8 @@ commands:
   validate   validation metrics of a checkpoint (--ckpt_path)
   test       held-out test metrics, parity plot and residuals of a checkpoint
   predict    predictions for every sample of a campaign (predictions.nc in the run folder)
-  demo       simulate -> train -> test -> plots, end to end, on a small default campaign
+  explain    attribution maps (CAM, HiResCAM, LayerCAM, ...) of a checkpoint over a campaign
+  demo       simulate -> train -> test -> explain -> plots, end to end, on a small campaign
 
 'surrogate COMMAND --help' shows the options of a command.
 """
@@ -144,7 +145,17 @@ def _demo(args: Sequence[str]) -> int:
     return demo_command(args)
 
 
-COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {"simulate": _simulate, "demo": _demo}
+def _explain(args: Sequence[str]) -> int:
+    from explain.command import explain_command
+
+    return explain_command(args)
+
+
+COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
+    "simulate": _simulate,
+    "explain": _explain,
+    "demo": _demo,
+}
 
 
 def main(args: Sequence[str] | None = None) -> int:

@@ -18,7 +18,8 @@ DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
 def demo_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="surrogate demo",
-        description="End to end on a small simulated campaign: simulate, train, test, plot.",
+        description="End to end on a small simulated campaign: simulate, train, test, explain, "
+        "plot.",
     )
     parser.add_argument("--out", type=Path, default=Path("demo-out"), help="output folder")
     parser.add_argument("--samples", type=positive_int, default=3000, help="campaign size")
@@ -27,18 +28,24 @@ def demo_parser() -> argparse.ArgumentParser:
         "--epochs", type=positive_int, default=None, help="training epochs (default: the config's)"
     )
     parser.add_argument("--seed", type=int, default=0, help="campaign and training seed")
+    parser.add_argument(
+        "--plot-samples", type=positive_int, default=4, help="held-out designs to plot (default 4)"
+    )
     return parser
 
 
 def demo_command(args: Sequence[str]) -> int:
     """Run the demo; prints where everything went and the held-out test R^2."""
     from data.campaign import open_or_simulate
+    from explain.api import default_layer
+    from explain.command import explain_command
+    from surrogate.checkpoint import load_model
     from train.cli import run_lightning
 
     opts = demo_parser().parse_args(args)
     start = time.perf_counter()
     campaign = opts.out / "campaign.nc"
-    print(f"[1/3] campaign: {campaign}")
+    print(f"[1/4] campaign: {campaign}")
     open_or_simulate(campaign, opts.samples, opts.size, opts.seed)
     # run=False builds the CLI without subcommands, so no leading "fit"
     if not DEMO_CONFIG.is_file():
@@ -59,16 +66,30 @@ def demo_command(args: Sequence[str]) -> int:
     ]
     if opts.epochs is not None:
         cli_args += ["--trainer.max_epochs", str(opts.epochs)]
-    print("[2/3] training the surrogate")
+    print("[2/4] training the surrogate")
     cli = run_lightning(cli_args, run=False)
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
-    print("[3/3] testing the best checkpoint on the held-out split")
+    print("[3/4] testing the best checkpoint on the held-out split")
     cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path="best", verbose=False)
     log_dir = Path(cli.trainer.log_dir)
     metrics = json.loads((log_dir / "test_metrics.json").read_text())
+    best = Path(cli.trainer.checkpoint_callback.best_model_path)
+    # CAM needs the explained layer to feed the pooled head; on grids so small that the
+    # last map is 1x1, the default layer is an earlier one and Grad-CAM stands in
+    model = load_model(best)
+    pooled = default_layer(model, (opts.size, opts.size)) == "network.features"
+    methods = ["cam" if pooled else "gradcam", "hirescam", "layercam"]
+    print(f"[4/4] explaining the held-out designs ({', '.join(methods)})")
+    maps, figures = opts.out / "explain" / "maps.nc", opts.out / "explain" / "plots"
+    maps.parent.mkdir(parents=True, exist_ok=True)
+    explain_args = ["--checkpoint", str(best), "--data", str(campaign), "--out", str(maps)]
+    explain_args += ["--samples", "test", "--plots", str(figures), "--overwrite", "--methods"]
+    explain_args += methods
+    explain_command([*explain_args, "--plot-samples", str(opts.plot_samples)])
     print(f"\nrun folder: {log_dir}")
-    print(f"best checkpoint: {cli.trainer.checkpoint_callback.best_model_path}")
-    print(f"plots: {log_dir / 'parity.png'}, {log_dir / 'residuals.png'}")
+    print(f"best checkpoint: {best}")
+    print(f"plots: {log_dir / 'parity.png'}, {log_dir / 'residuals.png'}, {figures}/")
+    print(f"attribution maps: {maps}")
     print(
         f"test R2 = {metrics['test/r2']:.4f}   RMSE = {metrics['test/rmse']:.4f} U_e/delta   "
         f"({metrics['test/samples']} held-out samples, {time.perf_counter() - start:.0f} s)"

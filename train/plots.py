@@ -4,27 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from data.atomic import atomic_path
-
-UNITS = r"$U_e/\delta$"
-
-
-def save_figure(fig: plt.Figure, stem: Path) -> list[Path]:
-    """Save ``fig`` as ``stem.png`` and ``stem.pdf`` atomically and close it."""
-    written = []
-    for ext in ("png", "pdf"):
-        target = stem.with_suffix(f".{ext}")
-        with atomic_path(target) as tmp:
-            fig.savefig(tmp, format=ext, dpi=150, bbox_inches="tight")
-        written.append(target)
-    plt.close(fig)
-    return written
+from data.figures import UNITS, save_figure
 
 
 def parity_plot(simulated: np.ndarray, predicted: np.ndarray, r2: float, stem: Path) -> list[Path]:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
+import pytest
 import torch
 
+from data.errors import InputError
 from explain.api import default_layer, explain, spatial_layers
 from explain.methods import gradient_maps
 from surrogate import PhysicalSurrogate, RoughnessCNN
@@ -44,3 +47,67 @@ def test_explain_matches_one_pass_maps_across_batches() -> None:
         ds["attribution"].sel({"method": "gradient", "interpolation": "bilinear"}).values
     )
     torch.testing.assert_close(grad, maps["gradient"])
+
+
+def test_every_method_through_explain_matches_its_own_function() -> None:
+    from explain.guided import guided_backprop
+    from explain.perturbation import poly_cam, score_cam
+
+    net = model()
+    x = 0.05 * torch.randn(3, 16, 16)
+    ds = explain(net, x, methods=["scorecam", "polycam", "guided-backprop"], batch_size=2)
+    assert list(ds["method"].values) == [
+        "scorecam",
+        "polycam+",
+        "polycam-",
+        "polycam+-",
+        "guided-backprop",
+    ]
+    assert ds.attrs["polycam_layers"] == "network.features.stage1,network.features"
+    assert ds.attrs["not_recommended"] == "guided-backprop"
+    _, score = score_cam(net, x[:, None], "network.features")
+    native = ds["attribution_native"].sel(layer_method="scorecam").values
+    torch.testing.assert_close(torch.from_numpy(native), score)
+    _, poly = poly_cam(net, x[:, None], ["network.features.stage1", "network.features"])
+    pyramid = ds["attribution_polycam"].sel(polycam_method="polycam+-").values
+    torch.testing.assert_close(torch.from_numpy(pyramid), poly["polycam+-"])
+    _, guided = guided_backprop(net, x[:, None])
+    values = ds["attribution"].sel({"method": "guided-backprop", "interpolation": "none"}).values
+    torch.testing.assert_close(torch.from_numpy(values), guided)
+
+
+def test_relu_and_normalise_options() -> None:
+    net = model()
+    x = 0.05 * torch.randn(4, 16, 16)
+    plain = explain(net, x, methods=["hirescam"])
+    scaled = explain(net, x, methods=["hirescam"], relu=True, normalise=True)
+    raw = plain["attribution_native"].values.clip(min=0)
+    peak = raw.max(axis=(2, 3), keepdims=True)
+    expected = raw / np.where(peak > 0, peak, 1)
+    np.testing.assert_allclose(scaled["attribution_native"].values, expected, rtol=1e-6)
+    assert scaled.attrs["relu"] == "true"
+    assert list(scaled["method_units"].values) == ["1"]
+
+
+def test_cam_residual_is_reported_and_cam_refused_off_the_pooled_layer() -> None:
+    net = model()
+    x = 0.05 * torch.randn(4, 16, 16)
+    ds = explain(net, x, methods=["cam"])
+    assert ds.attrs["cam_relative_residual"] < 1e-4  # float32 sums
+    with pytest.raises(InputError, match="global-average-pool"):
+        explain(net, x, methods=["cam"], layer="network.features.stage1")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"methods": ["gradcam", "occlusion"]}, "unknown method 'occlusion'"),
+        ({"layer": "network.missing"}, "not found"),
+        ({"layer": "network.fc"}, "no spatial"),
+        ({"interpolation": ["spline"]}, "unknown interpolation"),
+    ],
+)
+def test_bad_arguments_are_one_line_errors(kwargs: dict, message: str) -> None:
+    with pytest.raises(InputError, match=message) as err:
+        explain(model(), 0.05 * torch.randn(2, 16, 16), **kwargs)
+    assert "\n" not in str(err.value)

@@ -335,6 +335,13 @@ def test_demo_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     metrics = json.loads((version / "test_metrics.json").read_text())
     assert metrics["test/samples"] == 6
     assert (version / "parity.png").read_bytes()[:8] == PNG_MAGIC
+    with xr.open_dataset(out / "explain" / "maps.nc", engine="h5netcdf") as maps:
+        assert maps.sizes["sample"] == 6
+        # a 16x16 grid leaves a 1x1 last map, so Grad-CAM stands in for CAM
+        assert list(maps["method"].values) == ["gradcam", "hirescam", "layercam"]
+    figures = sorted((out / "explain" / "plots").glob("design-*.png"))
+    assert len(figures) == 4
+    assert figures[0].read_bytes()[:8] == PNG_MAGIC
 
 
 def _as_plain(value: object) -> object:

@@ -1,0 +1,72 @@
+"""Stream per-batch Datasets into one netCDF4 file, so memory is bounded by the batch."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import h5netcdf
+import h5py
+import numpy as np
+import xarray as xr
+
+from data.atomic import atomic_path
+from data.errors import InputError
+
+_CHUNK_SAMPLES = 16  # HDF5 chunk length along `sample`
+
+
+def _create(f: h5netcdf.File, name: str, var: xr.DataArray, dims: tuple[str, ...], n: int):
+    values = var.values
+    if values.dtype.kind in "UO":
+        return f.create_variable(name, dims, dtype=h5py.string_dtype(), data=values.astype(object))
+    if "sample" not in dims:
+        return f.create_variable(name, dims, dtype=values.dtype, data=values)
+    shape = [n if d == "sample" else var.sizes[d] for d in dims]
+    chunks = tuple(
+        min(_CHUNK_SAMPLES, n) if d == "sample" else s for d, s in zip(dims, shape, strict=True)
+    )
+    return f.create_variable(name, dims, dtype=values.dtype, chunks=chunks)
+
+
+def write_batches(
+    path: str | Path,
+    batches: Iterable[xr.Dataset],
+    samples: int,
+    overwrite: bool = False,
+    final_attrs: Callable[[], dict] | None = None,
+) -> Path:
+    """Write ``batches`` (consecutive along ``sample``, ``samples`` in all) to ``path``.
+
+    The file appears under a temporary name and is renamed into place only when every
+    batch is written; on any error nothing is left behind. ``final_attrs`` is called at
+    the end, for attributes only known once all batches ran (e.g. a run-time residual).
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise InputError(f"{path}: output file already exists; pass --overwrite to replace it")
+    if not path.parent.is_dir():
+        raise InputError(f"{path}: output folder {path.parent} does not exist")
+    with atomic_path(path) as tmp, h5netcdf.File(tmp, "w") as f:
+        written = 0
+        variables: dict[str, h5netcdf.Variable] = {}
+        for ds in batches:
+            if not variables:
+                f.dimensions = {d: samples if d == "sample" else s for d, s in ds.sizes.items()}
+                for name, var in {**ds.coords, **ds.data_vars}.items():
+                    variables[name] = _create(f, str(name), var, var.dims, samples)
+                    variables[name].attrs.update(var.attrs)
+            stop = written + ds.sizes["sample"]
+            for name, var in {**ds.coords, **ds.data_vars}.items():
+                if "sample" in var.dims:
+                    index = tuple(
+                        slice(written, stop) if d == "sample" else slice(None) for d in var.dims
+                    )
+                    variables[name][index] = np.asarray(var.values)
+            written = stop
+            f.attrs.update(ds.attrs)
+        if written != samples:
+            raise InputError(f"{path}: wrote {written} samples, expected {samples}")
+        if final_attrs is not None:
+            f.attrs.update(final_attrs())
+    return path

@@ -1,0 +1,166 @@
+"""``surrogate explain`` end to end on the smoke model: output file, plots and bad input."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+
+from data.campaign import simulate_campaign, write_campaign
+from explain.api import explain
+from surrogate import load_model
+from train.cli import main
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory, smoke: Path, campaign_file: Path) -> Path:
+    """The smoke model (gap head, 16x16), fitted for the configured 2 epochs."""
+    run_dir = tmp_path_factory.mktemp("explain-fit") / "run"
+    args = ["fit", "--config", str(smoke), "--data.path", str(campaign_file)]
+    assert main([*args, "--run_dir", str(run_dir)]) == 0
+    (best,) = (run_dir / "checkpoints").glob("best-*.ckpt")
+    return best
+
+
+def run(checkpoint: Path, data: Path, out: Path, *extra: str) -> int:
+    args = ["explain", "--checkpoint", str(checkpoint), "--data", str(data), "--out", str(out)]
+    return main([*args, *extra])
+
+
+def test_maps_file_matches_the_python_api(
+    checkpoint: Path, campaign_file: Path, campaign_ds: xr.Dataset, tmp_path: Path
+) -> None:
+    out = tmp_path / "maps.nc"
+    extra = ["--methods", "cam,hirescam", "layercam", "gradient", "--samples", "3:9"]
+    assert run(checkpoint, campaign_file, out, *extra, "--batch-size", "4") == 0
+    with xr.open_dataset(out, engine="h5netcdf") as ds:
+        assert list(ds["sample"].values) == [3, 4, 5, 6, 7, 8]
+        assert list(ds["method"].values) == ["cam", "hirescam", "layercam", "gradient"]
+        assert list(ds["interpolation"].values) == ["none", "bilinear"]
+        assert ds["attribution"].shape == (6, 4, 2, 16, 16)
+        assert ds["attribution_native"].dims == ("sample", "layer_method", "y_layer", "x_layer")
+        digest = hashlib.sha256(checkpoint.read_bytes()).hexdigest()
+        assert ds.attrs["checkpoint_sha256"] == digest
+        assert ds.attrs["relu"] == "false"
+        assert ds.attrs["normalised"] == "false"
+        assert ds.attrs["cam_relative_residual"] < 1e-4
+        np.testing.assert_array_equal(
+            ds["simulated"].values, campaign_ds["max_vorticity"].values[3:9]
+        )
+        expected = explain(
+            load_model(checkpoint),
+            campaign_ds["roughness"].values[3:9],
+            methods=["cam", "hirescam", "layercam", "gradient"],
+        )
+        np.testing.assert_allclose(
+            ds["attribution"].values, expected["attribution"].values, rtol=1e-5, atol=1e-7
+        )
+        np.testing.assert_allclose(ds["prediction"].values, expected["prediction"].values)
+
+
+def test_relu_and_normalise_are_applied_and_recorded(
+    checkpoint: Path, campaign_file: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "maps.nc"
+    extra = ["--methods", "hirescam", "--relu", "--normalise", "--samples", "4"]
+    assert run(checkpoint, campaign_file, out, *extra) == 0
+    with xr.open_dataset(out, engine="h5netcdf") as ds:
+        assert ds.attrs["relu"] == "true"
+        assert ds.attrs["normalised"] == "true"
+        native = ds["attribution_native"].values
+        assert native.min() >= 0
+        peaks = np.abs(native).max(axis=(2, 3))
+        assert np.all((np.abs(peaks - 1) < 1e-6) | (peaks == 0))
+        assert list(ds["method_units"].values) == ["1"]
+
+
+def test_plots_for_the_first_designs(checkpoint: Path, campaign_file: Path, tmp_path: Path) -> None:
+    out, plots = tmp_path / "maps.nc", tmp_path / "plots"
+    extra = ["--samples", "0:3", "--plots", str(plots), "--plot-samples", "2"]
+    assert run(checkpoint, campaign_file, out, *extra) == 0
+    names = sorted(p.name for p in plots.iterdir())
+    assert names == [f"design-0000{i}.{ext}" for i in (0, 1) for ext in ("pdf", "png")]
+    assert (plots / "design-00000.png").read_bytes()[:8] == PNG_MAGIC
+
+
+def test_list_layers(checkpoint: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["explain", "--checkpoint", str(checkpoint), "--list-layers"]) == 0
+    out = capsys.readouterr().out
+    assert "network.features.stage1" in out
+    assert "[default" in out
+
+
+@pytest.fixture(scope="module")
+def other_grid(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("grid")
+    return write_campaign(simulate_campaign(4, size=8, seed=1), folder / "grid8.nc")
+
+
+@pytest.mark.parametrize(
+    ("extra", "parts"),
+    [
+        (["--methods", "cam", "smoothgrad"], ["unknown method 'smoothgrad'", "hirescam"]),
+        (["--layer", "network.nope"], ["layer 'network.nope' not found"]),
+        (["--layer", "network.pool"], ["'network.pool' has no spatial"]),
+        (["--interpolation", "none,spline"], ["unknown interpolation"]),
+        (["--samples", "10:5"], ["--samples '10:5'"]),
+        (["--device", "tpu"], ["--device 'tpu'"]),
+    ],
+)
+def test_bad_options(
+    checkpoint: Path,
+    campaign_file: Path,
+    tmp_path: Path,
+    extra: list[str],
+    parts: list[str],
+    error_line: Callable[..., str],
+) -> None:
+    out = tmp_path / "maps.nc"
+    assert run(checkpoint, campaign_file, out, *extra) == 2
+    error_line(*parts)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_campaign_grid_differs_from_the_model(
+    checkpoint: Path, other_grid: Path, tmp_path: Path, error_line: Callable[..., str]
+) -> None:
+    assert run(checkpoint, other_grid, tmp_path / "maps.nc") == 2
+    error_line(str(other_grid), "8x8", "16x16")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_foreign_checkpoint(
+    campaign_file: Path, tmp_path: Path, error_line: Callable[..., str]
+) -> None:
+    foreign = tmp_path / "resnet.ckpt"
+    torch.save({"model": {"weight": torch.zeros(2)}}, foreign)
+    assert run(foreign, campaign_file, tmp_path / "maps.nc") == 2
+    error_line(str(foreign), "not a surrogate checkpoint")
+    assert not (tmp_path / "maps.nc").exists()
+
+
+def test_existing_output_is_kept(
+    checkpoint: Path, campaign_file: Path, tmp_path: Path, error_line: Callable[..., str]
+) -> None:
+    out = tmp_path / "maps.nc"
+    out.write_text("keep me")
+    assert run(checkpoint, campaign_file, out) == 2
+    error_line(str(out), "--overwrite")
+    assert out.read_text() == "keep me"
+
+
+def test_samples_from_the_checkpoints_test_split(
+    checkpoint: Path, campaign_file: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "maps.nc"
+    assert run(checkpoint, campaign_file, out, "--samples", "test", "--methods", "gradient") == 0
+    held_out = torch.load(checkpoint, weights_only=True)["CampaignDataModule"]["split_test"]
+    with xr.open_dataset(out, engine="h5netcdf") as ds:
+        assert list(ds["sample"].values) == sorted(held_out)
