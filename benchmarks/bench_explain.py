@@ -7,8 +7,9 @@ median is reported.
 - ``forward``: one plain forward pass (``torch.no_grad``, eval mode) - the unit of cost;
 - ``forward+grad``: a forward pass that records the graph (what any gradient method pays);
 - ``ours: cam+hirescam+layercam``: one hooked forward + one ``autograd.grad`` to the layer;
-- ``ours: all 6 gradient maps``: the same plus Grad-CAM, Grad-CAM++ and the input gradient
-  (the backward pass then runs all the way to the input);
+- ``ours: 5 layer maps``: the same plus Grad-CAM and Grad-CAM++, still one pass;
+- ``ours: all 6 gradient maps``: the same plus the input gradient (the backward pass then
+  runs all the way to the input, about one more forward pass of work);
 - ``captum: gradcam+hirescam``: ``LayerGradCam`` and ``LayerGradientXActivation``, one call each;
 - ``pytorch-grad-cam: gradcam+hirescam+layercam``: run by ``pgc_worker.py`` in a separate
   environment (``--pgc-python``), which times its own forward pass for the ratio.
@@ -27,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from explain.methods import GRADIENT_METHODS, gradient_maps
+from explain.methods import GRADIENT_METHODS, LAYER_METHODS, gradient_maps
 from surrogate import PhysicalSurrogate, RoughnessCNN
 from surrogate.checkpoint import NETWORK_KEYS, model_from_checkpoint, read_checkpoint
 
@@ -94,6 +94,9 @@ def contenders(model: torch.nn.Module, x: torch.Tensor) -> dict[str, Callable[[]
         "ours: cam+hirescam+layercam": lambda: gradient_maps(
             model, x, LAYER, ["cam", "hirescam", "layercam"]
         ),
+        "ours: 5 layer maps (all but gradient)": lambda: gradient_maps(
+            model, x, LAYER, LAYER_METHODS
+        ),
         "ours: all 6 gradient maps": lambda: gradient_maps(model, x, LAYER, GRADIENT_METHODS),
         "captum: gradcam+hirescam": captum_pair,
     }
@@ -129,22 +132,32 @@ def run_pgc(python: str, model: torch.nn.Module, network: dict, x: torch.Tensor,
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+# the child reports its own peak RSS: RUSAGE_CHILDREN would give the largest of all children,
+# including the pytorch-grad-cam worker
+CHILD = (
+    "import resource, sys; from train.cli import main; rc = main(sys.argv[1:]); "
+    "print('PEAK_RSS_KIB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(rc)"
+)
+
+
 def run_campaign(checkpoint: Path, campaign: Path, batch: int) -> dict:
     with tempfile.TemporaryDirectory(dir=Path.cwd()) as tmp:
         out = Path(tmp) / "maps.nc"
-        cmd = [
-            sys.executable, "-c", "from train.cli import console_main; console_main()",
-            "explain", "--checkpoint", str(checkpoint),
-            "--data", str(campaign), "--out", str(out), "--methods", "cam", "hirescam",
-            "layercam", "--interpolation", "none,bilinear", "--batch-size", str(batch),
+        args = [
+            "explain", "--checkpoint", str(checkpoint), "--data", str(campaign),
+            "--out", str(out), "--methods", "cam", "hirescam", "layercam",
+            "--interpolation", "none,bilinear", "--batch-size", str(batch),
         ]  # fmt: skip
         start = time.perf_counter()
-        subprocess.run(cmd, check=True)
+        done = subprocess.run(
+            [sys.executable, "-c", CHILD, *args], check=True, capture_output=True, text=True
+        )
         wall = time.perf_counter() - start
         size = out.stat().st_size
-    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    print(done.stdout, end="")
+    peak_kib = int(done.stdout.split("PEAK_RSS_KIB")[1].split()[0])
     return {
-        "command": " ".join(["surrogate", *cmd[3:]]),
+        "command": " ".join(["surrogate", *args]).replace(str(out), "maps.nc"),
         "wall_s": wall,
         "peak_rss_mib": peak_kib / 1024,
         "output_mib": size / 2**20,
