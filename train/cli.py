@@ -29,6 +29,7 @@ commands:
   test       held-out test metrics, parity plot and residuals of a checkpoint
   predict    predictions for every sample of a campaign (predictions.nc in the run folder)
   explain    attribution maps (CAM, HiResCAM, LayerCAM, ...) of a checkpoint over a campaign
+  evaluate   score the attribution methods (faithfulness, ground truth, sanity) and recommend one
   demo       simulate -> train -> test -> explain -> plots, end to end, on a small campaign
 
 'surrogate COMMAND --help' shows the options of a command.
@@ -151,9 +152,16 @@ def _explain(args: Sequence[str]) -> int:
     return explain_command(args)
 
 
+def _evaluate(args: Sequence[str]) -> int:
+    from explain.evaluate_command import evaluate_command
+
+    return evaluate_command(args)
+
+
 COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "simulate": _simulate,
     "explain": _explain,
+    "evaluate": _evaluate,
     "demo": _demo,
 }
 

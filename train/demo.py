@@ -45,7 +45,7 @@ def demo_command(args: Sequence[str]) -> int:
     opts = demo_parser().parse_args(args)
     start = time.perf_counter()
     campaign = opts.out / "campaign.nc"
-    print(f"[1/4] campaign: {campaign}")
+    print(f"[1/5] campaign: {campaign}")
     open_or_simulate(campaign, opts.samples, opts.size, opts.seed)
     # run=False builds the CLI without subcommands, so no leading "fit"
     if not DEMO_CONFIG.is_file():
@@ -66,10 +66,10 @@ def demo_command(args: Sequence[str]) -> int:
     ]
     if opts.epochs is not None:
         cli_args += ["--trainer.max_epochs", str(opts.epochs)]
-    print("[2/4] training the surrogate")
+    print("[2/5] training the surrogate")
     cli = run_lightning(cli_args, run=False)
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
-    print("[3/4] testing the best checkpoint on the held-out split")
+    print("[3/5] testing the best checkpoint on the held-out split")
     cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path="best", verbose=False)
     log_dir = Path(cli.trainer.log_dir)
     metrics = json.loads((log_dir / "test_metrics.json").read_text())
@@ -79,17 +79,25 @@ def demo_command(args: Sequence[str]) -> int:
     model = load_model(best)
     pooled = default_layer(model, (opts.size, opts.size)) == "network.features"
     methods = ["cam" if pooled else "gradcam", "hirescam", "layercam"]
-    print(f"[4/4] explaining the held-out designs ({', '.join(methods)})")
+    print(f"[4/5] explaining the held-out designs ({', '.join(methods)})")
     maps, figures = opts.out / "explain" / "maps.nc", opts.out / "explain" / "plots"
     maps.parent.mkdir(parents=True, exist_ok=True)
     explain_args = ["--checkpoint", str(best), "--data", str(campaign), "--out", str(maps)]
     explain_args += ["--samples", "test", "--plots", str(figures), "--overwrite", "--methods"]
     explain_args += methods
     explain_command([*explain_args, "--plot-samples", str(opts.plot_samples)])
+    print("[5/5] scoring the methods on 32 held-out designs (short version of 'evaluate')")
+    from explain.evaluate_command import evaluate_command
+
+    scores = opts.out / "evaluate"
+    evaluate_args = ["--checkpoint", str(best), "--data", str(campaign), "--out", str(scores)]
+    evaluate_args += ["--samples", "32", "--steps", "20", "--sanity-samples", "4", "--overwrite"]
+    evaluate_command([*evaluate_args, "--methods", *methods, "gradient", "guided-backprop"])
     print(f"\nrun folder: {log_dir}")
     print(f"best checkpoint: {best}")
     print(f"plots: {log_dir / 'parity.png'}, {log_dir / 'residuals.png'}, {figures}/")
     print(f"attribution maps: {maps}")
+    print(f"method scores and recommendation: {scores / 'scores.md'}")
     print(
         f"test R2 = {metrics['test/r2']:.4f}   RMSE = {metrics['test/rmse']:.4f} U_e/delta   "
         f"({metrics['test/samples']} held-out samples, {time.perf_counter() - start:.0f} s)"

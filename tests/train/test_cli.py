@@ -342,6 +342,9 @@ def test_demo_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     figures = sorted((out / "explain" / "plots").glob("design-*.png"))
     assert len(figures) == 4
     assert figures[0].read_bytes()[:8] == PNG_MAGIC
+    summary = json.loads((out / "evaluate" / "summary.json").read_text())
+    assert summary["settings"]["samples"] == 6  # the whole (small) test split
+    assert "recommendation" in summary
 
 
 def _as_plain(value: object) -> object:

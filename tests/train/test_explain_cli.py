@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -164,3 +165,43 @@ def test_samples_from_the_checkpoints_test_split(
     held_out = torch.load(checkpoint, weights_only=True)["CampaignDataModule"]["split_test"]
     with xr.open_dataset(out, engine="h5netcdf") as ds:
         assert list(ds["sample"].values) == sorted(held_out)
+
+
+# --- surrogate evaluate ----------------------------------------------------------------------
+
+
+def evaluate_args(checkpoint: Path, data: Path, out: Path, *extra: str) -> list[str]:
+    args = ["evaluate", "--checkpoint", str(checkpoint), "--data", str(data), "--out", str(out)]
+    quick = ["--samples", "4", "--steps", "4", "--sanity-samples", "2", "--batch-size", "2"]
+    return [*args, *quick, *extra]
+
+
+def test_evaluate_writes_the_table_plots_and_recommendation(
+    checkpoint: Path, campaign_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "scores"
+    methods = ["--methods", "hirescam", "gradient", "guided-backprop"]
+    assert main(evaluate_args(checkpoint, campaign_file, out, *methods)) == 0
+    assert "Recommendation" in capsys.readouterr().out
+    for name in ("scores.md", "scores.csv", "scores.nc", "summary.json", "curves.png"):
+        assert (out / name).is_file(), name
+    assert (out / "cascade.pdf").is_file()
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["table"]) == {"hirescam", "gradient", "guided-backprop"}
+    assert summary["settings"]["samples"] == 4
+    assert "| guided-backprop (nr) |" in (out / "scores.md").read_text()
+    with xr.open_dataset(out / "scores.nc", engine="h5netcdf") as ds:
+        held_out = torch.load(checkpoint, weights_only=True)["CampaignDataModule"]["split_test"]
+        assert list(ds["sample"].values) == sorted(held_out)[:4]
+        assert ds["deletion_auc_smooth-wall"].shape == (3, 4)
+
+
+def test_evaluate_keeps_earlier_results(
+    checkpoint: Path, campaign_file: Path, tmp_path: Path, error_line: Callable[..., str]
+) -> None:
+    out = tmp_path / "scores"
+    out.mkdir()
+    (out / "scores.md").write_text("earlier")
+    assert main(evaluate_args(checkpoint, campaign_file, out)) == 2
+    error_line(str(out), "--overwrite")
+    assert (out / "scores.md").read_text() == "earlier"

@@ -1,0 +1,616 @@
+"""Faithfulness of attribution maps for a scalar regression output: deletion/insertion and ROAD.
+
+Notation: ``x`` roughness ``(batch, 1, y, x)`` in delta, ``b`` a baseline field of the same
+shape, ``f`` the model's raw output (maximum vorticity in ``U_e/delta``), ``N = y * x`` cells.
+
+Ranking: cells are ordered by the map, largest first; equal values are ordered uniformly at
+random (a random permutation drawn from ``generator``, then a stable sort), so a constant map
+gives a random order and the same generator state gives the same order.
+
+Deletion / insertion (Petsiuk et al. 2018), regression form. At step ``t = 0..steps`` the top
+``k_t = round(t N / steps)`` cells (halves rounded up) are replaced by the baseline (deletion)
+or copied from ``x`` into the baseline (insertion). The score
+``s(t) = (f(x_t) - f(b)) / (f(x) - f(b))`` is not clipped (removing roughness can raise the
+maximum); it is NaN for every ``t`` where ``f(x) = f(b)`` exactly (the normalisation is
+undefined), and so is the trapezoid AUC over ``t / steps`` in ``[0, 1]``. Samples with
+``|f(x) - f(b)| < 0.1 target_std`` are flagged ``small_change``: their scores are finite but
+dominated by the small denominator. ``x_0`` of the deletion curve is ``x`` and ``x_steps`` is
+``b`` (the reverse for insertion), so those endpoints come from one evaluation of ``f(x)`` and
+``f(b)`` per sample: ``2 steps`` forward inputs per sample in all.
+
+The normalisation assumes ``f(x) > f(b)`` (deletion falls, insertion rises). Where
+``f(x) < f(b)`` its sign flips: a signed map that ranks the cells raising ``f`` first then gives
+a deletion curve above 1 (and a large deletion AUC) even when it is exact. Compare methods on
+samples with ``f(x) > f(b)``, or read ``deletion_output`` in ``U_e/delta``.
+
+ROAD (Rong et al. 2022), regression form: see :func:`road` and :func:`noisy_linear_imputation`.
+
+Every perturbed input goes through the model in forward passes of at most ``chunk`` inputs,
+built lazily one pass at a time, under ``torch.no_grad()``, in eval mode (each submodule's
+train/eval flag restored on exit, also on error), on the device of the model's parameters.
+Results are float64 tensors on the CPU.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy import sparse
+from scipy.sparse.linalg import spsolve
+from torch import nn
+
+from data.errors import InputError
+from explain.methods import eval_mode
+
+ROAD_PERCENTAGES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+SMALL_CHANGE = 0.1  # flag |f(x) - f(b)| below this many target standard deviations
+# (dy, dx, weight): ROAD's 8-neighbour stencil, 1/6 for edge and 1/12 for diagonal neighbours
+NEIGHBOURS = tuple(
+    (dy, dx, 1 / 12 if dy and dx else 1 / 6) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx
+)
+_SOLVE_FIELDS = 64  # fields per sparse solve: bounds the factorisation's memory
+
+
+@dataclass(frozen=True)
+class FaithfulnessCurves:
+    """Deletion and insertion curves of a batch; shapes ``(batch, steps + 1)`` unless noted.
+
+    Attributes:
+        fractions: ``t / steps`` ``(steps + 1,)``, the AUC's abscissa.
+        cells: Cells replaced at each step, ``round(t N / steps)`` ``(steps + 1,)``.
+        deletion, insertion: Normalised scores ``s(t)``, unclipped; NaN where ``f(x) = f(b)``.
+        deletion_output, insertion_output: Raw outputs ``f(x_t)`` in ``U_e/delta``.
+        deletion_auc, insertion_auc: Trapezoid areas under the scores ``(batch,)``.
+        f_x, f_b: ``f(x)`` and ``f(b)`` ``(batch,)`` in ``U_e/delta``.
+        small_change: ``|f(x) - f(b)| < 0.1 target_std`` ``(batch,)``; all False without it.
+    """
+
+    fractions: torch.Tensor
+    cells: torch.Tensor
+    deletion: torch.Tensor
+    insertion: torch.Tensor
+    deletion_output: torch.Tensor
+    insertion_output: torch.Tensor
+    deletion_auc: torch.Tensor
+    insertion_auc: torch.Tensor
+    f_x: torch.Tensor
+    f_b: torch.Tensor
+    small_change: torch.Tensor
+
+
+@dataclass(frozen=True)
+class RandomReference:
+    """AUCs of uniformly random orders: ``(permutations, batch)`` and per-sample statistics.
+
+    The standard deviation is over permutations with Bessel's correction (NaN for one).
+    """
+
+    deletion_auc: torch.Tensor
+    insertion_auc: torch.Tensor
+    deletion_auc_mean: torch.Tensor
+    deletion_auc_std: torch.Tensor
+    insertion_auc_mean: torch.Tensor
+    insertion_auc_std: torch.Tensor
+
+
+@dataclass(frozen=True)
+class RoadScores:
+    """ROAD curves ``(batch, P)`` over ``percentages`` ``(P,)`` and their summaries ``(batch,)``.
+
+    ``morf``/``lerf`` are ``(f(x_p) - f(x)) / scale``; ``*_output`` the raw ``f(x_p)`` in
+    ``U_e/delta``; ``combined = (lerf_mean - morf_mean) / 2``, higher = better attribution.
+    """
+
+    percentages: torch.Tensor
+    morf: torch.Tensor
+    lerf: torch.Tensor
+    morf_output: torch.Tensor
+    lerf_output: torch.Tensor
+    morf_mean: torch.Tensor
+    lerf_mean: torch.Tensor
+    combined: torch.Tensor
+    f_x: torch.Tensor
+    scale: torch.Tensor
+
+
+def smooth_wall(x: torch.Tensor) -> torch.Tensor:
+    """The smooth-wall baseline ``h = 0``: zeros shaped like ``x`` ``(batch, 1, y, x)``."""
+    return torch.zeros_like(x)
+
+
+def _reflect_index(size: int, radius: int, device: torch.device) -> torch.Tensor:
+    """Indices of ``[-radius, size + radius)`` mirrored about the cell edges (``dcba|abcd|dcba``).
+
+    Periodic with period ``2 size``, so any radius works, also one larger than the grid.
+    """
+    idx = torch.arange(-radius, size + radius, device=device) % (2 * size)
+    return torch.where(idx >= size, 2 * size - 1 - idx, idx)
+
+
+def blurred(x: torch.Tensor, sigma_cells: float = 4.0) -> torch.Tensor:
+    """Gaussian-blurred baseline ``(batch, 1, y, x)``, same units as ``x``.
+
+    Separable Gaussian of standard deviation ``sigma_cells`` (in cells), truncated at
+    ``radius = int(3 sigma + 0.5)`` cells and normalised to sum 1, with reflect padding about
+    the cell edges (``d c b a | a b c d``); this equals
+    ``scipy.ndimage.gaussian_filter(x, sigma, mode="reflect", truncate=3.0)`` per field.
+    ``sigma_cells = 0`` returns a copy of ``x``.
+    """
+    _check_field(x, "x")
+    if not sigma_cells >= 0:
+        raise InputError(f"sigma_cells must be >= 0 cells, got {sigma_cells!r}")
+    radius = int(3 * sigma_cells + 0.5)
+    if radius == 0:
+        return x.clone()
+    offsets = torch.arange(-radius, radius + 1, device=x.device, dtype=torch.float64)
+    kernel = torch.exp(-0.5 * (offsets / sigma_cells) ** 2)
+    kernel = (kernel / kernel.sum()).to(x.dtype)
+    out = x[:, :, _reflect_index(x.shape[2], radius, x.device)]
+    out = F.conv2d(out, kernel.view(1, 1, -1, 1))
+    out = out[:, :, :, _reflect_index(x.shape[3], radius, x.device)]
+    return F.conv2d(out, kernel.view(1, 1, 1, -1))
+
+
+def cell_order(maps: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Flat cell indices ``(batch, y * x)`` by decreasing map value, ties in random order."""
+    flat = maps.detach().reshape(maps.shape[0], -1).cpu()
+    perm = torch.rand(flat.shape, generator=generator, dtype=torch.float64).argsort(dim=1)
+    ranked = flat.gather(1, perm).argsort(dim=1, descending=True, stable=True)
+    return perm.gather(1, ranked)
+
+
+def _positions(order: torch.Tensor) -> torch.Tensor:
+    """Inverse of ``order``: each cell's position in the ranking ``(rows, N)``."""
+    pos = torch.empty_like(order)
+    pos.scatter_(1, order, torch.arange(order.shape[1]).expand_as(order).contiguous())
+    return pos
+
+
+def _counts(n_cells: int, steps: int) -> torch.Tensor:
+    """``round(t N / steps)`` for ``t = 0..steps``, halves up, in exact integer arithmetic."""
+    t = torch.arange(steps + 1)
+    return (2 * t * n_cells + steps) // (2 * steps)
+
+
+def _check_field(x: torch.Tensor, name: str) -> None:
+    if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != 1:
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise InputError(f"{name} must be a tensor (batch, 1, y, x), got {shape}")
+
+
+def _check_target_std(target_std: float | None) -> None:
+    if target_std is not None and not target_std > 0:
+        raise InputError(f"target_std must be > 0 (U_e/delta) or None, got {target_std!r}")
+
+
+def _positive_int(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InputError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _check_inputs(
+    x: torch.Tensor, maps: torch.Tensor | None, baseline: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Detached ``x`` and the baseline expanded to its shape; ``maps`` checked."""
+    _check_field(x, "x")
+    x = x.detach()
+    if maps is not None:
+        want = (x.shape[0], *x.shape[2:])
+        if not isinstance(maps, torch.Tensor) or tuple(maps.shape) != want:
+            got = tuple(maps.shape) if isinstance(maps, torch.Tensor) else type(maps).__name__
+            raise InputError(f"maps must be (batch, y, x) = {want} like x, got {got}")
+        if not torch.isfinite(maps).all():
+            raise InputError("maps contain NaN or inf; rank cells by finite values only")
+    if baseline is None:
+        return x, None
+    b = torch.as_tensor(baseline).detach().to(device=x.device, dtype=x.dtype)
+    try:
+        return x, b.expand_as(x)
+    except RuntimeError:
+        raise InputError(
+            f"baseline of shape {tuple(b.shape)} does not broadcast to x {tuple(x.shape)}"
+        ) from None
+
+
+def _device(model: nn.Module, fallback: torch.device) -> torch.device:
+    tensor = next(itertools.chain(model.parameters(), model.buffers()), None)
+    return fallback if tensor is None else tensor.device
+
+
+def _rechunk(pieces: Iterable[torch.Tensor], chunk: int) -> Iterator[torch.Tensor]:
+    """Regroup the rows of ``pieces`` into batches of exactly ``chunk`` (the last may be less)."""
+    pending: list[torch.Tensor] = []
+    count = 0
+    for piece in pieces:
+        while piece.shape[0]:
+            take, piece = piece[: chunk - count], piece[chunk - count :]
+            pending.append(take)
+            count += take.shape[0]
+            if count == chunk:
+                yield pending[0] if len(pending) == 1 else torch.cat(pending)
+                pending, count = [], 0
+    if pending:
+        yield pending[0] if len(pending) == 1 else torch.cat(pending)
+
+
+def _evaluate(model: nn.Module, pieces: Iterable[torch.Tensor], chunk: int) -> torch.Tensor:
+    """``f`` of every row of ``pieces`` ``(rows,)`` float64 on the CPU, ``chunk`` per pass."""
+    outputs = []
+    for batch in _rechunk(pieces, chunk):
+        y = model(batch)
+        if y.numel() != batch.shape[0]:
+            raise InputError(
+                f"model output has shape {tuple(y.shape)}; expected one value per input "
+                f"({batch.shape[0]},)"
+            )
+        outputs.append(y.detach().reshape(-1).to("cpu", torch.float64))
+    return torch.cat(outputs)
+
+
+def _masked_inputs(
+    x: torch.Tensor, b: torch.Tensor, order: torch.Tensor, steps: int, chunk: int
+) -> Iterator[torch.Tensor]:
+    """Lazy inputs for every ranking row ``r`` (sample ``r % batch``), ``chunk`` at a time.
+
+    Rows: ``x`` per ranking, ``b`` per ranking, deletion steps ``1..steps-1`` per ranking,
+    then insertion steps ``1..steps-1``. A job is (sample, cells k, insertion?): a cell whose
+    position is below ``k`` takes ``b`` in deletion and ``x`` in insertion.
+    """
+    rows, n_cells = order.shape
+    inner = _counts(n_cells, steps)[1:-1]
+    ids = torch.arange(rows)
+    inner_ids = ids.repeat_interleave(steps - 1)
+    job_row = torch.cat([ids, ids, inner_ids, inner_ids])
+    job_k = torch.cat([torch.zeros(rows, dtype=torch.long), torch.full((rows,), n_cells)])
+    job_k = torch.cat([job_k, inner.repeat(rows), inner.repeat(rows)])
+    job_ins = torch.arange(job_row.shape[0]) >= 2 * rows + rows * (steps - 1)
+    device, shape = x.device, x.shape[1:]
+    pos = _positions(order).to(device=device, dtype=torch.int32)
+    xf, bf = x.reshape(x.shape[0], -1), b.reshape(b.shape[0], -1)
+
+    def pieces() -> Iterator[torch.Tensor]:
+        for start in range(0, job_row.shape[0], chunk):
+            r = job_row[start : start + chunk].to(device)
+            k = job_k[start : start + chunk].to(device)
+            ins = job_ins[start : start + chunk].to(device)
+            sample = r % x.shape[0]
+            take_b = (pos[r] < k[:, None]) ^ ins[:, None]
+            yield torch.where(take_b, bf[sample], xf[sample]).view(-1, *shape)
+
+    return pieces()
+
+
+def _curve_outputs(
+    model: nn.Module, x: torch.Tensor, b: torch.Tensor, order: torch.Tensor, steps: int, chunk: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Raw deletion and insertion outputs ``(rows, steps + 1)`` for each ranking row."""
+    device = _device(model, x.device)
+    pieces = _masked_inputs(x.to(device), b.to(device), order, steps, chunk)
+    with eval_mode(model), torch.no_grad():
+        out = _evaluate(model, pieces, chunk)
+    rows = order.shape[0]
+    f_x, f_b, dels, ins = out.split([rows, rows, rows * (steps - 1), rows * (steps - 1)])
+    deletion = torch.cat([f_x[:, None], dels.view(rows, -1), f_b[:, None]], dim=1)
+    insertion = torch.cat([f_b[:, None], ins.view(rows, -1), f_x[:, None]], dim=1)
+    return deletion, insertion
+
+
+def _curves(
+    deletion: torch.Tensor, insertion: torch.Tensor, n_cells: int, target_std: float | None
+) -> FaithfulnessCurves:
+    """Normalise raw outputs ``(batch, steps + 1)`` (``f(x)`` = deletion at 0, ``f(b)`` at 1)."""
+    f_x, f_b = deletion[:, 0], deletion[:, -1]
+    denom = (f_x - f_b)[:, None]
+
+    def score(out: torch.Tensor) -> torch.Tensor:
+        safe = torch.where(denom != 0, denom, torch.ones_like(denom))
+        return torch.where(denom != 0, (out - f_b[:, None]) / safe, torch.nan)
+
+    s_del, s_ins = score(deletion), score(insertion)
+    steps = deletion.shape[1] - 1
+    small = torch.zeros_like(f_x, dtype=torch.bool)
+    if target_std is not None:
+        small = (f_x - f_b).abs() < SMALL_CHANGE * target_std
+    return FaithfulnessCurves(
+        fractions=torch.linspace(0, 1, steps + 1, dtype=torch.float64),
+        cells=_counts(n_cells, steps),
+        deletion=s_del,
+        insertion=s_ins,
+        deletion_output=deletion,
+        insertion_output=insertion,
+        deletion_auc=torch.trapezoid(s_del, dx=1 / steps, dim=1),
+        insertion_auc=torch.trapezoid(s_ins, dx=1 / steps, dim=1),
+        f_x=f_x,
+        f_b=f_b,
+        small_change=small,
+    )
+
+
+def deletion_insertion(
+    model: nn.Module,
+    x: torch.Tensor,
+    maps: torch.Tensor,
+    baseline: torch.Tensor,
+    *,
+    steps: int = 100,
+    chunk: int = 1024,
+    generator: torch.Generator | None = None,
+    target_std: float | None = None,
+) -> FaithfulnessCurves:
+    """Deletion and insertion curves of ``maps``, all perturbed inputs in batched passes.
+
+    Args:
+        model: Any module mapping ``(batch, 1, y, x)`` to ``(batch,)`` (raw regression output).
+        x: Roughness ``(batch, 1, y, x)`` in delta.
+        maps: Attributions ``(batch, y, x)`` at input resolution; larger = ranked first.
+        baseline: Field that broadcasts to ``x`` (e.g. :func:`smooth_wall`, :func:`blurred`).
+        steps: Number of steps ``n``; the curves have ``n + 1`` points.
+        chunk: Largest number of inputs per forward pass.
+        generator: Source of the random tie-breaking (CPU generator).
+        target_std: ``sigma_y`` in ``U_e/delta``; enables the ``small_change`` flag.
+
+    Returns:
+        :class:`FaithfulnessCurves` (see the module docstring for the definitions).
+    """
+    x, b = _check_inputs(x, maps, baseline)
+    _positive_int("steps", steps)
+    _positive_int("chunk", chunk)
+    _check_target_std(target_std)
+    order = cell_order(maps, generator)
+    deletion, insertion = _curve_outputs(model, x, b, order, steps, chunk)
+    return _curves(deletion, insertion, order.shape[1], target_std)
+
+
+def random_reference(
+    model: nn.Module,
+    x: torch.Tensor,
+    baseline: torch.Tensor,
+    *,
+    steps: int = 100,
+    permutations: int = 10,
+    chunk: int = 1024,
+    generator: torch.Generator | None = None,
+) -> RandomReference:
+    """Deletion and insertion AUCs of ``permutations`` uniformly random orders per sample.
+
+    The same definitions as :func:`deletion_insertion`; all permutations of all samples go
+    through the model together, in passes of at most ``chunk`` inputs.
+    """
+    x, b = _check_inputs(x, None, baseline)
+    _positive_int("steps", steps)
+    _positive_int("permutations", permutations)
+    _positive_int("chunk", chunk)
+    rows, n_cells = permutations * x.shape[0], x.shape[2] * x.shape[3]
+    # float64 keys: ties (which would favour low indices) are vanishingly rare
+    order = torch.rand(rows, n_cells, generator=generator, dtype=torch.float64).argsort(dim=1)
+    deletion, insertion = _curve_outputs(model, x, b, order, steps, chunk)
+    curves = _curves(deletion, insertion, n_cells, None)
+    d_auc = curves.deletion_auc.view(permutations, -1)
+    i_auc = curves.insertion_auc.view(permutations, -1)
+    return RandomReference(
+        deletion_auc=d_auc,
+        insertion_auc=i_auc,
+        deletion_auc_mean=d_auc.mean(dim=0),
+        deletion_auc_std=d_auc.std(dim=0),
+        insertion_auc_mean=i_auc.mean(dim=0),
+        insertion_auc_std=i_auc.std(dim=0),
+    )
+
+
+def deletion_insertion_loop(
+    model: nn.Module,
+    x: torch.Tensor,
+    maps: torch.Tensor,
+    baseline: torch.Tensor,
+    steps: int = 100,
+    generator: torch.Generator | None = None,
+    *,
+    target_std: float | None = None,
+) -> FaithfulnessCurves:
+    """Reference implementation of :func:`deletion_insertion`: one sample and step per pass.
+
+    Evaluates every point of both curves, the endpoints included, with ``2 (steps + 1)``
+    forward passes of one input per sample; same ranking (same ``generator`` state, same
+    ties) and same normalisation. Slow; for tests and benchmarks.
+    """
+    x, b = _check_inputs(x, maps, baseline)
+    _positive_int("steps", steps)
+    _check_target_std(target_std)
+    order = cell_order(maps, generator)
+    batch, n_cells = order.shape
+    device = _device(model, x.device)
+    outputs = torch.empty(2, batch, steps + 1, dtype=torch.float64)
+    with eval_mode(model), torch.no_grad():
+        for i in range(batch):
+            xi, bi = x[i].reshape(-1).to(device), b[i].reshape(-1).to(device)
+            for t in range(steps + 1):
+                top = order[i, : int(t * n_cells / steps + 0.5)].to(device)
+                deleted, inserted = xi.clone(), bi.clone()
+                deleted[top] = bi[top]
+                inserted[top] = xi[top]
+                for kind, field in enumerate((deleted, inserted)):
+                    outputs[kind, i, t] = model(field.view(1, *x.shape[1:])).item()
+    return _curves(outputs[0], outputs[1], n_cells, target_std)
+
+
+def _imputation_system(
+    values: np.ndarray, removed: np.ndarray
+) -> tuple[sparse.csc_matrix, np.ndarray]:
+    """``L u = r`` for the removed cells of fields ``(n, y, x)``, block-diagonal over fields.
+
+    ``L`` is the weighted graph Laplacian restricted to the unknowns: diagonal = sum of the
+    weights of the in-grid neighbours, ``-w`` to each removed neighbour; ``r`` = weighted sum
+    of the known neighbours. Unknowns are numbered in C order of ``np.nonzero(removed)``.
+    """
+    s, y, x = np.nonzero(removed)
+    m = s.shape[0]
+    index = np.full(removed.shape, -1)
+    index[s, y, x] = np.arange(m)
+    diag, rhs = np.zeros(m), np.zeros(m)
+    rows, cols, vals = [np.arange(m)], [np.arange(m)], []
+    for dy, dx, w in NEIGHBOURS:
+        ny, nx = y + dy, x + dx
+        i = np.nonzero((ny >= 0) & (ny < removed.shape[1]) & (nx >= 0) & (nx < removed.shape[2]))
+        i = i[0]
+        diag[i] += w
+        unknown = removed[s[i], ny[i], nx[i]]
+        iu, ik = i[unknown], i[~unknown]
+        rows.append(iu)
+        cols.append(index[s[iu], ny[iu], nx[iu]])
+        vals.append(np.full(iu.shape[0], -w))
+        rhs[ik] += w * values[s[ik], ny[ik], nx[ik]]
+    data = np.concatenate([diag, *vals])
+    matrix = sparse.csc_matrix((data, (np.concatenate(rows), np.concatenate(cols))), (m, m))
+    return matrix, rhs
+
+
+def noisy_linear_imputation(
+    fields: torch.Tensor,
+    removed: torch.Tensor,
+    *,
+    noise_std: float = 0.01,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """ROAD's noisy linear imputation of the ``removed`` cells of fields ``(n, y, x)``.
+
+    Each removed cell becomes the weighted mean of its in-grid 8 neighbours (1/6 edge, 1/12
+    diagonal, normalised by the weights present), solved jointly for all removed cells of a
+    field (unknown neighbours coupled, known ones on the right-hand side) with a direct
+    sparse solve of the block-diagonal system of up to 64 fields at a time. The system is
+    symmetric positive definite whenever a field keeps at least one known cell (every
+    8-connected group of removed cells then borders a known cell). A field with every cell
+    removed has nothing to impute from and is filled with ``0`` (the smooth wall).
+
+    Gaussian noise of standard deviation ``noise_std`` times the field's own standard
+    deviation (over all its cells, before removal) is added to the imputed cells only; ROAD
+    used 0.01 on unit-variance images. Known cells are returned unchanged.
+
+    Returns:
+        Imputed fields ``(n, y, x)``, dtype and device of ``fields``.
+    """
+    if fields.dim() != 3 or removed.shape != fields.shape:
+        raise InputError(
+            f"fields (n, y, x) and removed of the same shape expected, got "
+            f"{tuple(fields.shape)} and {tuple(removed.shape)}"
+        )
+    if not noise_std >= 0:
+        raise InputError(f"noise_std must be >= 0 (fraction of the field's std), got {noise_std}")
+    values = fields.detach().to("cpu", torch.float64).numpy()
+    mask = removed.detach().to("cpu", torch.bool).numpy().copy()
+    out = values.copy()
+    full = mask.all(axis=(1, 2))
+    out[full] = 0.0
+    mask[full] = False
+    for start in range(0, values.shape[0], _SOLVE_FIELDS):
+        part = slice(start, start + _SOLVE_FIELDS)
+        if mask[part].any():
+            matrix, rhs = _imputation_system(values[part], mask[part])
+            out[part][mask[part]] = spsolve(matrix, rhs)
+    mask[full] = True
+    if noise_std > 0:
+        sigma = noise_std * values.std(axis=(1, 2))
+        noise = torch.randn(values.shape, generator=generator, dtype=torch.float64).numpy()
+        out += np.where(mask, sigma[:, None, None] * noise, 0.0)
+    return torch.from_numpy(out).to(device=fields.device, dtype=fields.dtype)
+
+
+def road(
+    model: nn.Module,
+    x: torch.Tensor,
+    maps: torch.Tensor,
+    *,
+    percentages: Sequence[float] = ROAD_PERCENTAGES,
+    noise_std: float = 0.01,
+    scale: float | torch.Tensor | None = None,
+    chunk: int = 1024,
+    generator: torch.Generator | None = None,
+) -> RoadScores:
+    """ROAD (Rong et al. 2022), regression form: MoRF and LeRF with noisy linear imputation.
+
+    For each fraction ``p``, ``k = round(p N)`` cells (halves up) are removed and imputed
+    with :func:`noisy_linear_imputation`: MoRF removes the ``k`` highest-ranked cells of the
+    map, LeRF the ``k`` lowest (ties in random order, as for deletion). ROAD scores the class
+    probability; for a regression output the score is the change relative to the
+    unperturbed prediction, ``r(p) = (f(x_p) - f(x)) / scale``, signed (a good map makes
+    MoRF fall and leaves LeRF near 0 or above). ``combined = (mean_p LeRF - mean_p MoRF) / 2``
+    as in ROAD, in the convention higher = better attribution; ``f(x)`` cancels in it.
+
+    Args:
+        model: Any module mapping ``(batch, 1, y, x)`` to ``(batch,)``.
+        x: Roughness ``(batch, 1, y, x)`` in delta.
+        maps: Attributions ``(batch, y, x)``; larger = more relevant.
+        percentages: Fractions ``p`` in ``[0, 1]`` of cells removed.
+        noise_std: Imputation noise as a fraction of each field's standard deviation.
+        scale: ``U_e/delta``; a number (e.g. the target std ``sigma_y``) or ``(batch,)``.
+            Default ``|f(x)|`` per sample, so ``r`` is a fraction of the prediction. Scores
+            are NaN where the scale is 0.
+        chunk: Largest number of inputs per forward pass (and of fields per imputation).
+        generator: Source of the tie-breaking and the noise (CPU generator).
+    """
+    x, _ = _check_inputs(x, maps, None)
+    _positive_int("chunk", chunk)
+    p = torch.as_tensor(list(percentages), dtype=torch.float64)
+    if p.dim() != 1 or not p.numel() or not ((p >= 0) & (p <= 1)).all():
+        raise InputError(f"percentages must be fractions in [0, 1], got {list(percentages)}")
+    batch, n_cells = x.shape[0], x.shape[2] * x.shape[3]
+    pos = _positions(cell_order(maps, generator))
+    counts = torch.floor(p * n_cells + 0.5).long()
+    # jobs (percentage, MoRF/LeRF, sample) in that order
+    job_k = counts.repeat_interleave(2 * batch)
+    job_lerf = torch.arange(2).repeat_interleave(batch).repeat(p.numel()).bool()
+    job_sample = torch.arange(batch).repeat(2 * p.numel())
+    device = _device(model, x.device)
+    fields = x[:, 0].to("cpu")
+
+    def pieces() -> Iterator[torch.Tensor]:
+        yield x.to(device)
+        for start in range(0, job_k.shape[0], chunk):
+            k, lerf = job_k[start : start + chunk, None], job_lerf[start : start + chunk, None]
+            sample = job_sample[start : start + chunk]
+            removed = torch.where(lerf, pos[sample] >= n_cells - k, pos[sample] < k)
+            imputed = noisy_linear_imputation(
+                fields[sample], removed.view(-1, *x.shape[2:]), noise_std=noise_std,
+                generator=generator,
+            )  # fmt: skip
+            yield imputed.to(device)[:, None]
+
+    with eval_mode(model), torch.no_grad():
+        out = _evaluate(model, pieces(), chunk)
+    return _road_scores(p, out[:batch], out[batch:].view(-1, 2, batch), scale)
+
+
+def _road_scores(
+    p: torch.Tensor, f_x: torch.Tensor, outputs: torch.Tensor, scale: float | torch.Tensor | None
+) -> RoadScores:
+    """Scores from ``f(x)`` ``(batch,)`` and outputs ``(P, MoRF/LeRF, batch)``."""
+    if scale is None:
+        scale_t = f_x.abs()
+    else:
+        scale_t = torch.as_tensor(scale, dtype=torch.float64).cpu().expand_as(f_x)
+    if (scale_t < 0).any() or not torch.isfinite(scale_t).all():
+        raise InputError(f"scale must be finite and >= 0 (U_e/delta), got {scale!r}")
+    safe = torch.where(scale_t > 0, scale_t, torch.ones_like(scale_t))[:, None]
+
+    def score(out: torch.Tensor) -> torch.Tensor:
+        r = (out - f_x[:, None]) / safe
+        return torch.where(scale_t[:, None] > 0, r, torch.nan)
+
+    morf_out, lerf_out = outputs[:, 0].T, outputs[:, 1].T
+    morf, lerf = score(morf_out), score(lerf_out)
+    return RoadScores(
+        percentages=p,
+        morf=morf,
+        lerf=lerf,
+        morf_output=morf_out,
+        lerf_output=lerf_out,
+        morf_mean=morf.mean(dim=1),
+        lerf_mean=lerf.mean(dim=1),
+        combined=(lerf.mean(dim=1) - morf.mean(dim=1)) / 2,
+        f_x=f_x,
+        scale=scale_t,
+    )

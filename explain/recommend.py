@@ -1,0 +1,105 @@
+"""The recommendation rule of ``docs/evaluation.md``, applied to an evaluation table.
+
+1. **Sanity.** A method is eligible only if its maps change when the model does: it passes the
+   cascading model-randomisation check and, when a permuted-target model was given, the
+   data-randomisation check (:func:`explain.sanity.passes`).
+2. **Better than chance.** Its mean insertion - deletion AUC beats the random-order reference
+   on every baseline.
+3. **Rank.** Eligible methods are ranked on each criterion - insertion - deletion per baseline,
+   ROAD combined and, with ground truth, Spearman with the truth and relevance mass accuracy -
+   and the lowest mean rank wins; ties go to the cheaper method (one gradient pass before
+   perturbation methods).
+4. **Say what is close and what flips.** Runners-up within two standard errors of the winner's
+   insertion - deletion on every baseline are named as equivalent, and a change of the best
+   method between baselines is reported.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.stats import rankdata
+
+from explain.catalogue import METHODS
+
+
+@dataclass
+class Recommendation:
+    """The chosen method, the ranking of eligible methods, and the reasons in words."""
+
+    method: str | None
+    ranking: list[tuple[str, float]]
+    rejected: dict[str, str]
+    notes: list[str]
+
+
+def criteria(settings: dict) -> list[str]:
+    """The table columns the ranking uses (higher is better for each)."""
+    cols = [f"ins-del/{b}" for b in settings["baselines"]] + ["road_combined"]
+    if settings.get("ground_truth"):
+        cols += ["gt_spearman_input", "gt_rma"]
+    return cols
+
+
+def recommend(table: dict[str, dict[str, float]], settings: dict) -> Recommendation:
+    """Apply the rule (module docstring) to :func:`explain.evaluate.summarise`'s table."""
+    rejected: dict[str, str] = {}
+    eligible = []
+    for method, row in table.items():
+        if row.get("cascade_pass", 1.0) < 1:
+            rejected[method] = (
+                f"fails model randomisation (Spearman |maps| {row['cascade_spearman_abs']:.2f}, "
+                f"SSIM {row['cascade_ssim']:.2f}, mean over the cascade)"
+            )
+        elif row.get("data_pass", 1.0) < 1:
+            rejected[method] = (
+                f"fails data randomisation (Spearman |maps| {row['data_spearman_abs']:.2f}, "
+                f"SSIM {row['data_ssim']:.2f} against the permuted-target model)"
+            )
+        else:
+            worse = [
+                b
+                for b in settings["baselines"]
+                if not row[f"ins-del/{b}"] > row[f"random_ins-del/{b}"]
+            ]
+            if worse:
+                rejected[method] = f"no better than random order on baseline(s) {worse}"
+            else:
+                eligible.append(method)
+    cols = criteria(settings)
+    ranks = {m: [] for m in eligible}
+    for col in cols:
+        values = np.array([table[m].get(col, np.nan) for m in eligible], dtype=float)
+        # rank 1 = best; equal values share their average rank; NaN ranks last
+        col_ranks = rankdata(-np.nan_to_num(values, nan=-np.inf), method="average")
+        for method, rank in zip(eligible, col_ranks, strict=True):
+            ranks[method].append(float(rank))
+    mean_rank = {m: float(np.mean(r)) for m, r in ranks.items()}
+    ranking = sorted(mean_rank.items(), key=lambda kv: (kv[1], METHODS[kv[0]].perturbation))
+    notes: list[str] = []
+    best = ranking[0][0] if ranking else None
+    if best is not None:
+        close = [
+            m
+            for m, _ in ranking[1:]
+            if all(
+                table[best][f"ins-del/{b}"] - table[m][f"ins-del/{b}"]
+                <= 2 * np.hypot(table[best][f"ins-del_sem/{b}"], table[m][f"ins-del_sem/{b}"])
+                for b in settings["baselines"]
+            )
+        ]
+        if close:
+            notes.append(
+                f"within two standard errors of {best} on insertion - deletion: {', '.join(close)}"
+            )
+        tops = {
+            b: max(eligible, key=lambda m, b=b: table[m][f"ins-del/{b}"])
+            for b in settings["baselines"]
+        }
+        if len(set(tops.values())) > 1:
+            notes.append(
+                "the best insertion - deletion method changes with the baseline: "
+                + ", ".join(f"{b}: {m}" for b, m in tops.items())
+            )
+    return Recommendation(best, ranking, rejected, notes)
