@@ -286,7 +286,11 @@ def ground_truth_scores(
             resolution and ``max(block_sum(truth), 0)`` at the layer's. The masks are unchanged.
         fractions: Mask sizes for RMA, RRA and the pointing game; the middle one of the sorted
             fractions (index ``len // 2``) is used for the IoU sweep.
-        kind: Mask ranking, ``"abs"`` or ``"positive"`` (see :func:`truth_mask`).
+        kind: Mask ranking, ``"abs"`` or ``"positive"`` (see :func:`truth_mask`). With
+            ``"abs"`` the mask holds the cells that matter most in either direction, so the
+            localisation scores (RMA, RRA, pointing game, IoU) read the map's magnitude
+            ``|map|``: a signed map that marks a strongly lowering cell in blue has found it.
+            With ``"positive"`` they read the signed map. Spearman always uses the signed map.
         min_margin: Smallest ``peak_margin`` kept.
         taus: IoU thresholds as shares of each map's maximum.
     """
@@ -298,6 +302,9 @@ def ground_truth_scores(
     native = None if maps_native is None else _native_spearman(maps_native, truth, kept, rectified)
     excluded = len(truth) - len(kept)
     maps, truth = maps_input[kept], truth[kept]
+    signed = maps
+    if kind == "abs":
+        maps = np.abs(maps)
     iou_fraction = float(sorted(fractions)[len(fractions) // 2])
     masks = {frac: truth_mask(truth, frac, kind) for frac in fractions}
     hits = {frac: pointing_game(maps, mask).astype(np.float64) for frac, mask in masks.items()}
@@ -305,7 +312,7 @@ def ground_truth_scores(
     return GroundTruthScores(
         kept=kept,
         excluded=excluded,
-        spearman_input=_spearman(maps, np.maximum(truth, 0.0) if rectified else truth),
+        spearman_input=_spearman(signed, np.maximum(truth, 0.0) if rectified else truth),
         spearman_native=native,
         rma={frac: relevance_mass_accuracy(maps, mask) for frac, mask in masks.items()},
         rra={frac: relevance_rank_accuracy(maps, mask) for frac, mask in masks.items()},

@@ -307,3 +307,13 @@ def test_against_quantus() -> None:
     tied = tied.reshape(n, 8, 8)
     assert run(quantus.PointingGame, tied, s).all()
     assert not pointing_game(tied, mask).any()
+
+
+def test_abs_masks_read_the_maps_magnitude_and_spearman_the_sign() -> None:
+    rng = np.random.default_rng(5)
+    truth = rng.normal(size=(8, 6, 6))
+    scores = ground_truth_scores(-truth, truth, np.ones(8), fractions=(0.1,), kind="abs")
+    # |-truth| ranks the cells exactly as |truth|: perfect localisation, reversed sign
+    np.testing.assert_allclose(scores.rra[0.1], 1.0)
+    np.testing.assert_array_equal(scores.pointing[0.1], 1.0)
+    np.testing.assert_allclose(scores.spearman_input, -1.0)
