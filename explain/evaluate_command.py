@@ -51,6 +51,11 @@ def evaluate_parser() -> argparse.ArgumentParser:
         "--sanity-samples", type=int, default=16, help="designs for the randomisation checks"
     )
     parser.add_argument(
+        "--road-percentages",
+        default="10,20,30,40,50,60,70,80,90",
+        help="cells ROAD removes, in %% (comma-separated; default 10,...,90)",
+    )
+    parser.add_argument(
         "--randomised-checkpoint",
         type=Path,
         help="a model trained on permuted targets (configs/randomised-targets.yaml), for the "
@@ -79,6 +84,16 @@ def _select(ckpt: dict, split: str, total: int, limit: int | None, path: Path) -
             raise InputError(f"--samples must be >= 1, got {limit}")
         ids = ids[:limit]
     return ids
+
+
+def _percentages(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) / 100 for v in text.split(",") if v)
+    except ValueError:
+        raise InputError(f"--road-percentages {text!r}: expected numbers like 10,50,90") from None
+    if not values or not all(0 < v < 1 for v in values):
+        raise InputError(f"--road-percentages {text!r}: each must lie between 0 and 100")
+    return values
 
 
 def evaluate_command(args: Sequence[str]) -> int:
@@ -139,6 +154,7 @@ def _run(opts, model, randomised, ids, roughness, truth, margin, target_std) -> 
         random_permutations=opts.random_permutations,
         random_samples=opts.random_samples,
         sanity_samples=opts.sanity_samples,
+        road_percentages=_percentages(opts.road_percentages),
         randomised_model=randomised,
         batch_size=opts.batch_size,
         chunk=opts.chunk,
