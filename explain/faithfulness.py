@@ -45,7 +45,7 @@ from scipy.sparse.linalg import spsolve
 from torch import nn
 
 from data.errors import InputError
-from explain.methods import eval_mode
+from explain.methods import eval_mode, expand_baseline
 
 ROAD_PERCENTAGES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 SMALL_CHANGE = 0.1  # flag |f(x) - f(b)| below this many target standard deviations
@@ -208,13 +208,7 @@ def _check_inputs(
             raise InputError("maps contain NaN or inf; rank cells by finite values only")
     if baseline is None:
         return x, None
-    b = torch.as_tensor(baseline).detach().to(device=x.device, dtype=x.dtype)
-    try:
-        return x, b.expand_as(x)
-    except RuntimeError:
-        raise InputError(
-            f"baseline of shape {tuple(b.shape)} does not broadcast to x {tuple(x.shape)}"
-        ) from None
+    return x, expand_baseline(baseline, x)
 
 
 def _device(model: nn.Module, fallback: torch.device) -> torch.device:

@@ -165,3 +165,14 @@ def gradient_maps(
     if want_input:
         maps["gradient"] = grads[1][:, 0]
     return y.detach(), maps
+
+
+def expand_baseline(baseline: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:
+    """``baseline`` on ``x``'s device and dtype, broadcast to ``x``'s shape; one-line error."""
+    b = torch.as_tensor(baseline).detach().to(device=x.device, dtype=x.dtype)
+    try:
+        return b.expand_as(x)
+    except RuntimeError:
+        raise InputError(
+            f"baseline of shape {tuple(b.shape)} does not broadcast to the input {tuple(x.shape)}"
+        ) from None

@@ -30,7 +30,7 @@ from torch import nn
 
 from data.errors import InputError
 from explain.interpolation import upsample
-from explain.methods import captured_layers, eval_mode
+from explain.methods import captured_layers, eval_mode, expand_baseline
 
 POLY_VARIANTS = ("polycam+", "polycam-", "polycam+-")
 # masked passes each variant needs: "+" keeps the mask (M), "-" removes it (1 - M)
@@ -48,13 +48,7 @@ def _check_inputs(
     x = roughness.detach()
     if baseline is None:
         return x, torch.zeros_like(x)
-    b = torch.as_tensor(baseline).detach().to(device=x.device, dtype=x.dtype)
-    try:
-        return x, b.expand_as(x)
-    except RuntimeError:
-        raise InputError(
-            f"baseline of shape {tuple(b.shape)} does not match roughness {tuple(x.shape)}"
-        ) from None
+    return x, expand_baseline(baseline, x)
 
 
 def _per_sample(y: torch.Tensor, n: int) -> torch.Tensor:

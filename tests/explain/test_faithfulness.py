@@ -48,19 +48,6 @@ class Constant(nn.Module):
         return self.value.expand(x.shape[0])
 
 
-class Counting(nn.Module):
-    """Records the batch size of every forward pass of ``inner``."""
-
-    def __init__(self, inner: nn.Module) -> None:
-        super().__init__()
-        self.inner = inner
-        self.sizes: list[int] = []
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.sizes.append(x.shape[0])
-        return self.inner(x)
-
-
 def conv_model(batchnorm: bool = False) -> nn.Sequential:
     """conv -> (BatchNorm, Dropout) -> ReLU -> max pool -> flatten -> linear -> (batch,)."""
     torch.manual_seed(0)
@@ -239,8 +226,8 @@ def test_order_is_descending_with_ties_grouped() -> None:
 
 
 @pytest.mark.parametrize("chunk", [1, 13, 100_000])
-def test_batched_equals_loop(chunk: int) -> None:
-    model = Counting(conv_model().double())
+def test_batched_equals_loop(counting_model: type, chunk: int) -> None:
+    model = counting_model(conv_model().double())
     x = torch.randn(3, 1, 8, 8, generator=seeded(), dtype=torch.float64)
     maps = torch.randn(3, 8, 8, generator=seeded(1)).round().double()  # with ties
     b = blurred(x, 1.5)
@@ -401,8 +388,8 @@ def test_road_scale() -> None:
     assert torch.isnan(zero.morf).all()
 
 
-def test_road_chunks_do_not_change_the_result() -> None:
-    model = Counting(conv_model())
+def test_road_chunks_do_not_change_the_result(counting_model: type) -> None:
+    model = counting_model(conv_model())
     x = torch.randn(3, 1, 8, 8, generator=seeded())
     maps = torch.randn(3, 8, 8, generator=seeded(1))
     a = road(model, x, maps, chunk=4, generator=seeded())

@@ -21,19 +21,6 @@ class Squeeze(nn.Module):
         return x.squeeze(1)
 
 
-class Counting(nn.Module):
-    """Records the batch size of every forward pass of ``inner``."""
-
-    def __init__(self, inner: nn.Module) -> None:
-        super().__init__()
-        self.inner = inner
-        self.sizes: list[int] = []
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.sizes.append(x.shape[0])
-        return self.inner(x)
-
-
 def gap_model() -> nn.Sequential:
     """conv 1x1 (1, -2) -> ReLU -> global average pool -> linear (3, -5) + 0.5."""
     conv = nn.Conv2d(1, 2, 1, bias=False)
@@ -172,13 +159,13 @@ def small_cnn() -> tuple[nn.Module, torch.Tensor]:
 
 @pytest.mark.parametrize("chunk", [1, 7, 10_000])
 def test_score_cam_matches_a_per_channel_loop(
-    small_cnn: tuple[nn.Module, torch.Tensor], chunk: int
+    counting_model: type, small_cnn: tuple[nn.Module, torch.Tensor], chunk: int
 ) -> None:
     model, x = small_cnn
     baseline = 0.3 * torch.randn_like(x)
     layer = model.features.stage2
     expected = reference_score_cam(model, x, layer, baseline)
-    counting = Counting(model)
+    counting = counting_model(model)
     y, cam = score_cam(counting, x, "inner.features.stage2", baseline=baseline, chunk=chunk)
     assert cam.shape == (3, 6, 6)
     torch.testing.assert_close(cam, expected, rtol=1e-5, atol=1e-5)
@@ -198,11 +185,13 @@ def test_poly_cam_single_layer_is_score_cam(small_cnn: tuple[nn.Module, torch.Te
     torch.testing.assert_close(maps["polycam+"], cam, rtol=1e-5, atol=1e-6)
 
 
-def test_poly_cam_chunk_independent(small_cnn: tuple[nn.Module, torch.Tensor]) -> None:
+def test_poly_cam_chunk_independent(
+    counting_model: type, small_cnn: tuple[nn.Module, torch.Tensor]
+) -> None:
     model, x = small_cnn
     layers = ["features.stage1", "features.stage2"]
     _, whole = poly_cam(model, x, layers, chunk=10_000)
-    counting = Counting(model)
+    counting = counting_model(model)
     _, chunked = poly_cam(counting, x, ["inner." + n for n in layers], chunk=7)
     for variant in POLY_VARIANTS:
         assert whole[variant].shape == (3, 12, 12)
