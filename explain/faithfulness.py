@@ -34,7 +34,7 @@ Results are float64 tensors on the CPU.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,6 +45,7 @@ from scipy.sparse.linalg import spsolve
 from torch import nn
 
 from data.errors import InputError
+from explain.batching import forward_rows
 from explain.methods import eval_mode, expand_baseline
 
 ROAD_PERCENTAGES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -216,36 +217,6 @@ def _device(model: nn.Module, fallback: torch.device) -> torch.device:
     return fallback if tensor is None else tensor.device
 
 
-def _rechunk(pieces: Iterable[torch.Tensor], chunk: int) -> Iterator[torch.Tensor]:
-    """Regroup the rows of ``pieces`` into batches of exactly ``chunk`` (the last may be less)."""
-    pending: list[torch.Tensor] = []
-    count = 0
-    for piece in pieces:
-        while piece.shape[0]:
-            take, piece = piece[: chunk - count], piece[chunk - count :]
-            pending.append(take)
-            count += take.shape[0]
-            if count == chunk:
-                yield pending[0] if len(pending) == 1 else torch.cat(pending)
-                pending, count = [], 0
-    if pending:
-        yield pending[0] if len(pending) == 1 else torch.cat(pending)
-
-
-def _evaluate(model: nn.Module, pieces: Iterable[torch.Tensor], chunk: int) -> torch.Tensor:
-    """``f`` of every row of ``pieces`` ``(rows,)`` float64 on the CPU, ``chunk`` per pass."""
-    outputs = []
-    for batch in _rechunk(pieces, chunk):
-        y = model(batch)
-        if y.numel() != batch.shape[0]:
-            raise InputError(
-                f"model output has shape {tuple(y.shape)}; expected one value per input "
-                f"({batch.shape[0]},)"
-            )
-        outputs.append(y.detach().reshape(-1).to("cpu", torch.float64))
-    return torch.cat(outputs)
-
-
 def _masked_inputs(
     x: torch.Tensor, b: torch.Tensor, order: torch.Tensor, steps: int, chunk: int
 ) -> Iterator[torch.Tensor]:
@@ -286,7 +257,7 @@ def _curve_outputs(
     device = _device(model, x.device)
     pieces = _masked_inputs(x.to(device), b.to(device), order, steps, chunk)
     with eval_mode(model), torch.no_grad():
-        out = _evaluate(model, pieces, chunk)
+        out = forward_rows(model, pieces, chunk).to("cpu", torch.float64)
     rows = order.shape[0]
     f_x, f_b, dels, ins = out.split([rows, rows, rows * (steps - 1), rows * (steps - 1)])
     deletion = torch.cat([f_x[:, None], dels.view(rows, -1), f_b[:, None]], dim=1)
@@ -574,7 +545,7 @@ def road(
             yield imputed.to(device)[:, None]
 
     with eval_mode(model), torch.no_grad():
-        out = _evaluate(model, pieces(), chunk)
+        out = forward_rows(model, pieces(), chunk).to("cpu", torch.float64)
     return _road_scores(p, out[:batch], out[batch:].view(-1, 2, batch), scale)
 
 

@@ -22,13 +22,14 @@ most ``chunk`` under ``torch.no_grad()``, in eval mode, with ``f(b)`` evaluated 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from data.errors import InputError
+from explain.batching import forward_rows, one_per_input
 from explain.interpolation import upsample
 from explain.methods import captured_layers, eval_mode, expand_baseline
 
@@ -49,14 +50,6 @@ def _check_inputs(
     if baseline is None:
         return x, torch.zeros_like(x)
     return x, expand_baseline(baseline, x)
-
-
-def _per_sample(y: torch.Tensor, n: int) -> torch.Tensor:
-    if y.numel() != n:
-        raise InputError(
-            f"model output has shape {tuple(y.shape)}; expected one value per sample ({n},)"
-        )
-    return y.reshape(n)
 
 
 def _unit_masks(act: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -85,28 +78,6 @@ def _masked_inputs(
         yield b[idx] + masks[:, None] * (x[idx] - b[idx])
 
 
-def _evaluate(model: nn.Module, pieces: Iterable[torch.Tensor], chunk: int) -> torch.Tensor:
-    """``f`` of all rows of ``pieces``, concatenated, in forward passes of at most ``chunk``."""
-    outputs: list[torch.Tensor] = []
-    pending: list[torch.Tensor] = []
-    count = 0
-
-    def flush() -> None:
-        outputs.append(_per_sample(model(torch.cat(pending)), count))
-
-    for piece in pieces:
-        while piece.shape[0]:
-            take, piece = piece[: chunk - count], piece[chunk - count :]
-            pending.append(take)
-            count += take.shape[0]
-            if count == chunk:
-                flush()
-                pending, count = [], 0
-    if pending:
-        flush()
-    return torch.cat(outputs)
-
-
 def _perturbed_outputs(
     model: nn.Module,
     x: torch.Tensor,
@@ -123,7 +94,7 @@ def _perturbed_outputs(
     pieces = itertools.chain(
         [b], *(_masked_inputs(x, b, acts[i], sign == "-", chunk) for i, sign in segments)
     )
-    flat = _evaluate(model, pieces, chunk)
+    flat = forward_rows(model, pieces, chunk)
     batch = x.shape[0]
     sizes = [acts[i].shape[0] * acts[i].shape[1] for i, _ in segments]
     per_layer: list[dict[str, torch.Tensor]] = [{} for _ in acts]
@@ -137,7 +108,7 @@ def _activations(
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """Prediction ``(batch,)`` and each layer's activation from one hooked forward pass."""
     with captured_layers(model, layers) as store:
-        y = _per_sample(model(x), x.shape[0])
+        y = one_per_input(model(x), x.shape[0])
     return y, [store[layer] for layer in layers]
 
 
