@@ -102,12 +102,17 @@ class RandomisationResult:
         cascading mode: by the last step every layer is random and any map has changed, so the
         final step alone cannot tell a method that follows the model from one that only
         changes once the first convolutions - its edge filters - are reset.
+
+        A map that has become constant (e.g. all zero after a ReLU once the network is
+        random) has no rank correlation with anything; it keeps none of the original's
+        ranking, so its Spearman counts as 0 here. Dropping those steps instead would average
+        each method over a different, earlier part of the cascade.
         """
         out: dict[str, dict[str, Summary]] = {}
         for method, measures in self.values.items():
             out[method] = {}
             for measure, v in measures.items():
-                steps = v[1:]
+                steps = np.nan_to_num(v[1:], nan=0.0) if measure != "ssim" else v[1:]
                 means = np.array(
                     [np.nanmean(row) if np.isfinite(row).any() else np.nan for row in steps]
                 )

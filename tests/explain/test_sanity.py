@@ -224,3 +224,17 @@ def test_input_errors(model: PhysicalSurrogate, x: torch.Tensor) -> None:
         model_randomisation(model, x, explain_fn, layers=["network.fc", "network.fc"])
     with pytest.raises(InputError, match="explain_fn must return"):
         model_randomisation(model, x, lambda m, v: {"flat": v.flatten(1)})
+
+
+def test_over_steps_counts_constant_maps_as_no_rank_similarity() -> None:
+    from explain.sanity import RandomisationResult
+
+    rho = np.array([[1.0, 1.0], [0.8, 0.6], [np.nan, np.nan], [np.nan, 0.2]])
+    ssim_values = np.array([[1.0, 1.0], [0.5, 0.5], [0.0, 0.0], [0.1, 0.1]])
+    result = RandomisationResult(
+        "cascading", 0, ("a", "b", "c"), {"m": {"spearman_abs": rho, "ssim": ssim_values}}
+    )
+    over = result.over_steps()["m"]
+    # steps 1..3: means 0.7, 0 (both constant), 0.1 (one constant counts 0)
+    assert over["spearman_abs"].mean == pytest.approx((0.7 + 0.0 + 0.1) / 3)
+    assert over["ssim"].mean == pytest.approx((0.5 + 0.0 + 0.1) / 3)
