@@ -18,6 +18,7 @@ from torch import nn
 from tqdm import tqdm
 
 from data.errors import InputError
+from explain.batching import model_device
 from explain.catalogue import METHODS, resolve_methods
 from explain.interpolation import MODES, upsample
 from explain.methods import GRADIENT_METHODS, find_layer, gradient_maps
@@ -57,7 +58,7 @@ def candidate_layers(model: nn.Module, shape: tuple[int, int]) -> list[LayerInfo
 
         handles.append(module.register_forward_hook(hook))
     was_training = model.training
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    device = model_device(model)
     try:
         model.eval()
         with torch.no_grad():
@@ -143,9 +144,7 @@ class Explainer:
         chunk: int = 256,
         device: str | torch.device | None = None,
     ) -> None:
-        self.device = torch.device(
-            device or next((p.device for p in model.parameters()), torch.device("cpu"))
-        )
+        self.device = torch.device(device) if device else model_device(model)
         self.model = model.to(self.device)
         self.shape = (int(shape[0]), int(shape[1]))
         self.methods = resolve_methods(list(methods))

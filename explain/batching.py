@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Iterator
 
 import torch
 from torch import nn
 
 from data.errors import InputError
+
+
+def model_device(model: nn.Module, fallback: torch.device | str = "cpu") -> torch.device:
+    """Where ``model``'s parameters (or buffers) live; ``fallback`` for a model with neither."""
+    tensor = next(itertools.chain(model.parameters(), model.buffers()), None)
+    return torch.device(fallback) if tensor is None else tensor.device
 
 
 def rechunk(pieces: Iterable[torch.Tensor], chunk: int) -> Iterator[torch.Tensor]:

@@ -22,7 +22,7 @@ EXAMPLE = (
 )
 
 
-def _names(values: Sequence[str]) -> list[str]:
+def split_names(values: Sequence[str]) -> list[str]:
     """``["cam,hirescam", "layercam"]`` -> ``["cam", "hirescam", "layercam"]``."""
     return [v for value in values for v in value.split(",") if v]
 
@@ -105,7 +105,7 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _device(name: str) -> str:
+def resolve_device(name: str) -> str:
     import torch
 
     if name == "auto":
@@ -180,12 +180,12 @@ def _run(opts: argparse.Namespace, model, grid: tuple[int, int], campaign, split
     explainer = Explainer(
         model,
         shape,
-        methods=_names(opts.methods),
+        methods=split_names(opts.methods),
         layer=opts.layer,
-        interpolation=_names([opts.interpolation]),
+        interpolation=split_names([opts.interpolation]),
         relu=opts.relu,
         normalise=opts.normalise,
-        device=_device(opts.device),
+        device=resolve_device(opts.device),
     )
     roughness = campaign["roughness"].variable  # lazy: read batch by batch
     simulated = campaign["max_vorticity"].variable

@@ -15,7 +15,7 @@ import numpy as np
 from data.atomic import atomic_path
 from data.errors import InputError
 from explain.catalogue import METHODS
-from explain.command import _device, _names, sha256
+from explain.command import resolve_device, sha256, split_names
 
 OUTPUTS = ("scores.md", "scores.csv", "scores.nc", "summary.json")
 
@@ -139,13 +139,13 @@ def _run(opts, model, randomised, ids, roughness, truth, margin, target_std) -> 
     from explain.evaluate import evaluate
     from explain.recommend import recommend
 
-    device = _device(opts.device)
+    device = resolve_device(opts.device)
     model.to(device)
     start = time.perf_counter()
     ev = evaluate(
         model,
         roughness,
-        _names(opts.methods),
+        split_names(opts.methods),
         truth=truth,
         peak_margin=margin,
         target_std=target_std,

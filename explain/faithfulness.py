@@ -33,7 +33,6 @@ Results are float64 tensors on the CPU.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -45,7 +44,7 @@ from scipy.sparse.linalg import spsolve
 from torch import nn
 
 from data.errors import InputError
-from explain.batching import forward_rows
+from explain.batching import forward_rows, model_device
 from explain.methods import eval_mode, expand_baseline
 
 ROAD_PERCENTAGES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -212,11 +211,6 @@ def _check_inputs(
     return x, expand_baseline(baseline, x)
 
 
-def _device(model: nn.Module, fallback: torch.device) -> torch.device:
-    tensor = next(itertools.chain(model.parameters(), model.buffers()), None)
-    return fallback if tensor is None else tensor.device
-
-
 def _masked_inputs(
     x: torch.Tensor, b: torch.Tensor, order: torch.Tensor, steps: int, chunk: int
 ) -> Iterator[torch.Tensor]:
@@ -254,7 +248,7 @@ def _curve_outputs(
     model: nn.Module, x: torch.Tensor, b: torch.Tensor, order: torch.Tensor, steps: int, chunk: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Raw deletion and insertion outputs ``(rows, steps + 1)`` for each ranking row."""
-    device = _device(model, x.device)
+    device = model_device(model, x.device)
     pieces = _masked_inputs(x.to(device), b.to(device), order, steps, chunk)
     with eval_mode(model), torch.no_grad():
         out = forward_rows(model, pieces, chunk).to("cpu", torch.float64)
@@ -388,7 +382,7 @@ def deletion_insertion_loop(
     _check_target_std(target_std)
     order = cell_order(maps, generator)
     batch, n_cells = order.shape
-    device = _device(model, x.device)
+    device = model_device(model, x.device)
     outputs = torch.empty(2, batch, steps + 1, dtype=torch.float64)
     with eval_mode(model), torch.no_grad():
         for i in range(batch):
@@ -529,7 +523,7 @@ def road(
     job_k = counts.repeat_interleave(2 * batch)
     job_lerf = torch.arange(2).repeat_interleave(batch).repeat(p.numel()).bool()
     job_sample = torch.arange(batch).repeat(2 * p.numel())
-    device = _device(model, x.device)
+    device = model_device(model, x.device)
     fields = x[:, 0].to("cpu")
 
     def pieces() -> Iterator[torch.Tensor]:

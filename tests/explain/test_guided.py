@@ -16,11 +16,6 @@ from surrogate import RoughnessCNN
 X = torch.tensor([[[[1.0, -2.0], [3.0, 4.0]]]])  # (1, 1, 2, 2)
 
 
-class Squeeze(nn.Module):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.squeeze(1)
-
-
 class AsColumn(nn.Module):
     """captum wants ``(batch, outputs)``; our models give ``(batch,)``."""
 
@@ -58,7 +53,7 @@ def relu_model(inplace: bool = False) -> nn.Sequential:
     with torch.no_grad():
         conv.weight.fill_(2.0)
         fc.weight.copy_(torch.tensor([[2.0, -1.0, -3.0, 5.0]]))
-    return nn.Sequential(conv, nn.ReLU(inplace=inplace), nn.Flatten(), fc, Squeeze())
+    return nn.Sequential(conv, nn.ReLU(inplace=inplace), nn.Flatten(), fc, nn.Flatten(0))
 
 
 def surrogate_cnn(seed: int = 0) -> RoughnessCNN:

@@ -13,11 +13,6 @@ from surrogate import PhysicalSurrogate, RoughnessCNN
 X = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]]])  # (1, 1, 2, 2)
 
 
-class Squeeze(nn.Module):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.squeeze(1)
-
-
 def gap_model() -> nn.Sequential:
     """conv 1x1 (weights 1, -2) -> ReLU -> global average pool -> linear (3, 5) + 0.5."""
     conv = nn.Conv2d(1, 2, 1, bias=False)
@@ -26,7 +21,7 @@ def gap_model() -> nn.Sequential:
         conv.weight.copy_(torch.tensor([1.0, -2.0]).view(2, 1, 1, 1))
         fc.weight.copy_(torch.tensor([[3.0, 5.0]]))
         fc.bias.fill_(0.5)
-    return nn.Sequential(conv, nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), fc, Squeeze())
+    return nn.Sequential(conv, nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), fc, nn.Flatten(0))
 
 
 def dense_model() -> nn.Sequential:
@@ -36,7 +31,7 @@ def dense_model() -> nn.Sequential:
     with torch.no_grad():
         conv.weight.fill_(1.0)
         fc.weight.copy_(torch.tensor([[1.0, -1.0, 2.0, 0.0]]))
-    return nn.Sequential(conv, nn.Flatten(), fc, Squeeze())
+    return nn.Sequential(conv, nn.Flatten(), fc, nn.Flatten(0))
 
 
 def test_gap_model_maps_by_hand() -> None:
