@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from explain.methods import GRADIENT_METHODS, LAYER_METHODS, gradient_maps
+from explain.gradient import GRADIENT_METHODS, LAYER_METHODS, gradient_maps
 from surrogate import PhysicalSurrogate, RoughnessCNN
 from surrogate.checkpoint import NETWORK_KEYS, model_from_checkpoint, read_checkpoint
 

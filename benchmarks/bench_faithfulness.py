@@ -3,10 +3,11 @@
 Same model (the ``configs/default.yaml`` architecture, random weights, eval mode), the same
 64x64 roughness fields, maps (random, so no ties) and blurred baseline for both contenders:
 
-- ``loop``: :func:`explain.faithfulness.deletion_insertion_loop`, one sample and one step per
-  forward pass, ``2 (steps + 1)`` passes of one input per sample;
-- ``batched``: :func:`explain.faithfulness.deletion_insertion`, ``2 steps`` inputs per sample
-  (the curve endpoints are ``f(x)`` and ``f(b)``) in passes of at most ``--chunk`` inputs.
+- ``loop``: :func:`explain.evaluation.faithfulness.deletion_insertion_loop`, one sample and
+  one step per forward pass, ``2 (steps + 1)`` passes of one input per sample;
+- ``batched``: :func:`explain.evaluation.faithfulness.deletion_insertion`, ``2 steps`` inputs
+  per sample (the curve endpoints are ``f(x)`` and ``f(b)``) in passes of at most ``--chunk``
+  inputs.
 
 The loop runs once (it is the slow one); the batched call runs ``--repeats`` times after a
 small warm-up and its median is reported. Both must agree: raw outputs to ``1e-5`` (relative
@@ -30,7 +31,7 @@ from typing import TypeVar
 
 import torch
 
-from explain.faithfulness import (
+from explain.evaluation.faithfulness import (
     FaithfulnessCurves,
     blurred,
     deletion_insertion,

@@ -17,9 +17,9 @@ from types import SimpleNamespace
 
 import xarray as xr
 
-from explain.evaluate_command import markdown_table
-from explain.recommend import recommend
-from explain.sanity import MEASURES, RandomisationResult, passes
+from explain.evaluation.recommend import recommend
+from explain.evaluation.sanity import MEASURES, RandomisationResult, passes
+from train.evaluate_command import markdown_table
 
 
 def main() -> None:

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 
 from data.campaign import open_campaign
-from explain import faithfulness as fa
 from explain.api import Explainer
+from explain.evaluation import faithfulness as fa
 from surrogate.checkpoint import model_from_checkpoint, read_checkpoint
 
 METHODS = ("hirescam", "layercam", "gradient", "guided-backprop")

@@ -20,8 +20,8 @@ from tqdm import tqdm
 from data.errors import InputError
 from explain.batching import model_device
 from explain.catalogue import METHODS, resolve_methods
+from explain.gradient import GRADIENT_METHODS, find_layer, gradient_maps
 from explain.interpolation import MODES, upsample
-from explain.methods import GRADIENT_METHODS, find_layer, gradient_maps
 
 DEFAULT_METHODS = ("cam", "hirescam", "layercam")
 # CAM's map plus the output at zero activation must reproduce the prediction; above this

@@ -46,7 +46,7 @@ def forward_rows(model: nn.Module, pieces: Iterable[torch.Tensor], chunk: int) -
     """``model`` of every row of ``pieces``, concatenated ``(rows,)``, ``chunk`` rows per pass.
 
     The caller chooses the gradient and train/eval mode (normally ``torch.no_grad()`` and
-    :func:`explain.methods.eval_mode`).
+    :func:`explain.gradient.eval_mode`).
     """
     outputs = [
         one_per_input(model(batch), batch.shape[0]).detach() for batch in rechunk(pieces, chunk)

@@ -31,8 +31,8 @@ from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 from data.errors import InputError
+from explain.gradient import gradient_maps
 from explain.interpolation import MODES, upsample
-from explain.methods import gradient_maps
 
 
 class _PositiveGradient(torch.autograd.Function):

@@ -30,8 +30,8 @@ from torch import nn
 
 from data.errors import InputError
 from explain.batching import forward_rows, one_per_input
+from explain.gradient import captured_layers, eval_mode, expand_baseline
 from explain.interpolation import upsample
-from explain.methods import captured_layers, eval_mode, expand_baseline
 
 POLY_VARIANTS = ("polycam+", "polycam-", "polycam+-")
 # masked passes each variant needs: "+" keeps the mask (M), "-" removes it (1 - M)

@@ -135,7 +135,7 @@ def run_lightning(args: Sequence[str], run: bool = True) -> Any:
 
 
 def _simulate(args: Sequence[str]) -> int:
-    from train.commands import simulate_command
+    from train.simulate_command import simulate_command
 
     return simulate_command(args)
 
@@ -147,13 +147,13 @@ def _demo(args: Sequence[str]) -> int:
 
 
 def _explain(args: Sequence[str]) -> int:
-    from explain.command import explain_command
+    from train.explain_command import explain_command
 
     return explain_command(args)
 
 
 def _evaluate(args: Sequence[str]) -> int:
-    from explain.evaluate_command import evaluate_command
+    from train.evaluate_command import evaluate_command
 
     return evaluate_command(args)
 

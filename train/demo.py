@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from data.errors import InputError
-from train.commands import positive_int
+from train.simulate_command import positive_int
 
 # The demo is configs/demo.yaml with the campaign, run folder and size given on the command line.
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
@@ -38,9 +38,9 @@ def demo_command(args: Sequence[str]) -> int:
     """Run the demo; prints where everything went and the held-out test R^2."""
     from data.campaign import open_or_simulate
     from explain.api import default_layer
-    from explain.command import explain_command
     from surrogate.checkpoint import load_model
     from train.cli import run_lightning
+    from train.explain_command import explain_command
 
     opts = demo_parser().parse_args(args)
     start = time.perf_counter()
@@ -87,7 +87,7 @@ def demo_command(args: Sequence[str]) -> int:
     explain_args += methods
     explain_command([*explain_args, "--plot-samples", str(opts.plot_samples)])
     print("[5/5] scoring the methods on 32 held-out designs (short version of 'evaluate')")
-    from explain.evaluate_command import evaluate_command
+    from train.evaluate_command import evaluate_command
 
     scores = opts.out / "evaluate"
     evaluate_args = ["--checkpoint", str(best), "--data", str(campaign), "--out", str(scores)]

@@ -8,7 +8,7 @@ import torch
 
 from data.errors import InputError
 from explain.api import default_layer, explain, spatial_layers
-from explain.methods import gradient_maps
+from explain.gradient import gradient_maps
 from surrogate import PhysicalSurrogate, RoughnessCNN
 
 

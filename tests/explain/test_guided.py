@@ -8,9 +8,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from data.errors import InputError
+from explain.gradient import gradient_maps
 from explain.guided import guided_backprop, guided_gradcam, guided_relus
 from explain.interpolation import upsample
-from explain.methods import gradient_maps
 from surrogate import RoughnessCNN
 
 X = torch.tensor([[[[1.0, -2.0], [3.0, 4.0]]]])  # (1, 1, 2, 2)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from data.campaign import simulate_campaign
-from explain.evaluate import evaluate
+from explain.evaluation.protocol import evaluate
 from surrogate import PhysicalSurrogate, RoughnessCNN
 
 METHODS = ["hirescam", "gradient", "guided-backprop"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from explain.recommend import criteria, recommend
+from explain.evaluation.recommend import criteria, recommend
 
 SETTINGS = {"baselines": ["smooth-wall", "blurred"], "ground_truth": True}
 

@@ -15,7 +15,7 @@ import numpy as np
 from data.atomic import atomic_path
 from data.errors import InputError
 from explain.catalogue import METHODS
-from explain.command import resolve_device, sha256, split_names
+from train.explain_command import resolve_device, sha256, split_names
 
 OUTPUTS = ("scores.md", "scores.csv", "scores.nc", "summary.json")
 
@@ -136,8 +136,8 @@ def evaluate_command(args: Sequence[str]) -> int:
 
 
 def _run(opts, model, randomised, ids, roughness, truth, margin, target_std) -> int:
-    from explain.evaluate import evaluate
-    from explain.recommend import recommend
+    from explain.evaluation.protocol import evaluate
+    from explain.evaluation.recommend import recommend
 
     device = resolve_device(opts.device)
     model.to(device)
@@ -244,7 +244,7 @@ def write_results(ev, rec, ids: np.ndarray, folder: Path) -> None:
     """scores.md/.csv/.nc, summary.json and the curve and cascade plots, each written atomically."""
     import xarray as xr
 
-    from explain.evaluation_plots import cascade_plot, curves_plot
+    from explain.evaluation.plots import cascade_plot, curves_plot
 
     s = ev.settings
     header = [

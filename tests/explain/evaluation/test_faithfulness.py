@@ -12,7 +12,7 @@ from scipy.sparse.linalg import spsolve
 from torch import nn
 
 from data.errors import InputError
-from explain.faithfulness import (
+from explain.evaluation.faithfulness import (
     blurred,
     cell_order,
     deletion_insertion,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from data.errors import InputError
-from explain.groundtruth import (
+from explain.evaluation.groundtruth import (
     block_sum,
     ground_truth_scores,
     iou_sweep,
@@ -16,7 +16,7 @@ from explain.groundtruth import (
     relevance_rank_accuracy,
     truth_mask,
 )
-from explain.similarity import spearman
+from explain.evaluation.similarity import spearman
 
 # cells, row-major index:  0 1 2 / 3 4 5 / 6 7 8
 TRUTH3 = np.array([[[0.0, 1.0, -4.0], [2.0, 5.0, 0.5], [-0.5, 3.0, 0.2]]])

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from data.errors import InputError
-from explain.similarity import scale01, spearman, ssim
+from explain.evaluation.similarity import scale01, spearman, ssim
 
 ExplainFn = Callable[[nn.Module, torch.Tensor], Mapping[str, torch.Tensor]]
 Mode = Literal["cascading", "independent"]

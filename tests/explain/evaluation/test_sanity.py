@@ -8,9 +8,7 @@ import torch
 from torch import nn
 
 from data.errors import InputError
-from explain.interpolation import upsample
-from explain.methods import gradient_maps
-from explain.sanity import (
+from explain.evaluation.sanity import (
     MEASURES,
     Summary,
     data_randomisation,
@@ -18,6 +16,8 @@ from explain.sanity import (
     passes,
     randomisable_layers,
 )
+from explain.gradient import gradient_maps
+from explain.interpolation import upsample
 from surrogate import PhysicalSurrogate, RoughnessCNN
 
 STAGES = "network.features.stage"
@@ -227,7 +227,7 @@ def test_input_errors(model: PhysicalSurrogate, x: torch.Tensor) -> None:
 
 
 def test_over_steps_counts_constant_maps_as_no_rank_similarity() -> None:
-    from explain.sanity import RandomisationResult
+    from explain.evaluation.sanity import RandomisationResult
 
     rho = np.array([[1.0, 1.0], [0.8, 0.6], [np.nan, np.nan], [np.nan, 0.2]])
     ssim_values = np.array([[1.0, 1.0], [0.5, 0.5], [0.0, 0.0], [0.1, 0.1]])

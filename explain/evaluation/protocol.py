@@ -17,11 +17,11 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from explain import faithfulness as fa
 from explain.api import Explainer
 from explain.catalogue import METHODS
-from explain.groundtruth import ground_truth_scores
-from explain.sanity import MEASURES, data_randomisation, model_randomisation, passes
+from explain.evaluation import faithfulness as fa
+from explain.evaluation.groundtruth import ground_truth_scores
+from explain.evaluation.sanity import MEASURES, data_randomisation, model_randomisation, passes
 
 BASELINES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "smooth-wall": fa.smooth_wall,
@@ -40,7 +40,8 @@ class Evaluation:
         per_sample: ``{score name: (method, sample)}`` arrays (NaN where undefined).
         curves: ``{baseline: {"deletion"|"insertion": (method, steps + 1)}}`` mean curves.
         random: ``{baseline: {"deletion_auc"|"insertion_auc": (samples,)}}`` random-order AUCs.
-        cascade: Cascading model-randomisation result (:class:`explain.sanity.RandomisationResult`).
+        cascade: Cascading model-randomisation result
+            (:class:`explain.evaluation.sanity.RandomisationResult`).
         independent: Independent model-randomisation result.
         data_random: ``{method: {measure: Summary}}`` against a permuted-target model, if given.
         table: ``{method: {column: value}}``, the numbers the recommendation reads.

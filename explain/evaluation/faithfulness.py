@@ -45,7 +45,7 @@ from torch import nn
 
 from data.errors import InputError
 from explain.batching import forward_rows, model_device
-from explain.methods import eval_mode, expand_baseline
+from explain.gradient import eval_mode, expand_baseline
 
 ROAD_PERCENTAGES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 SMALL_CHANGE = 0.1  # flag |f(x) - f(b)| below this many target standard deviations

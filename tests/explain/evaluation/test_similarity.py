@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter
 
-from explain.similarity import scale01, ssim, ssim_map
+from explain.evaluation.similarity import scale01, ssim, ssim_map
 
 C1, C2 = 0.01**2, 0.03**2
 

@@ -2,7 +2,7 @@
 
 1. **Sanity.** A method is eligible only if its maps change when the model does: it passes the
    cascading model-randomisation check and, when a permuted-target model was given, the
-   data-randomisation check (:func:`explain.sanity.passes`).
+   data-randomisation check (:func:`explain.evaluation.sanity.passes`).
 2. **Better than chance.** Its mean insertion - deletion AUC beats the random-order reference
    on every baseline.
 3. **Rank.** Eligible methods are ranked on each criterion - insertion - deletion per baseline,
@@ -43,7 +43,7 @@ def criteria(settings: dict) -> list[str]:
 
 
 def recommend(table: dict[str, dict[str, float]], settings: dict) -> Recommendation:
-    """Apply the rule (module docstring) to :func:`explain.evaluate.summarise`'s table."""
+    """Apply the rule of the module docstring to the table that ``evaluate()`` builds."""
     rejected: dict[str, str] = {}
     eligible = []
     for method, row in table.items():

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from data.errors import InputError
-from explain.similarity import spearman
+from explain.evaluation.similarity import spearman
 
 KINDS = ("abs", "positive")
 DEFAULT_TAUS = np.round(np.arange(0.1, 1.0, 0.1), 10)

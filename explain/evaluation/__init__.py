@@ -1,0 +1,1 @@
+"""Scoring the maps of any ``nn.Module``: faithfulness, ROAD, ground truth, sanity checks."""
