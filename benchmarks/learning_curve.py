@@ -29,7 +29,7 @@ from baseline import fit_ridge, r2_rmse, summary_features
 from data.campaign import open_or_simulate
 from data.datamodule import split_indices
 from data.physics import PhysicsParams
-from train.cli import run_lightning
+from train.lightning import run_lightning
 
 MODEL_ARGS = [
     "--model.widths",

@@ -4,8 +4,29 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+
+from data.errors import InputError
+
+
+def check_outputs(
+    paths: Iterable[str | Path],
+    overwrite: bool,
+    new_folder: bool = False,
+    error: type[InputError] = InputError,
+) -> None:
+    """Refuse, before any work, an output that exists (without ``overwrite``) or has no folder.
+
+    Every command that writes files calls this once for all of them, so the refusal names
+    the first file in the way and nothing has been computed yet. ``new_folder``: the command
+    creates the outputs' folder itself, so it need not exist yet.
+    """
+    for path in map(Path, paths):
+        if path.exists() and not overwrite:
+            raise error(f"{path}: output file already exists; pass --overwrite to replace it")
+        if not new_folder and not path.parent.is_dir():
+            raise error(f"{path}: output folder {path.parent} does not exist")
 
 
 @contextlib.contextmanager

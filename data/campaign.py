@@ -20,7 +20,7 @@ import numpy as np
 import xarray as xr
 from tqdm import tqdm
 
-from data.atomic import atomic_path
+from data.atomic import atomic_path, check_outputs
 from data.errors import CampaignError
 from data.physics import PhysicsParams
 from data.simulator import SimulationChunk, simulate_chunks
@@ -169,10 +169,7 @@ def _one_line(exc: BaseException) -> str:
 @contextmanager
 def _atomic_output(path: Path, overwrite: bool) -> Iterator[Path]:
     """Yield a temporary name next to ``path``; rename into place on success, else delete."""
-    if path.exists() and not overwrite:
-        raise CampaignError(f"{path}: output file already exists; pass --overwrite to replace it")
-    if not path.parent.is_dir():
-        raise CampaignError(f"{path}: output folder {path.parent} does not exist")
+    check_outputs([path], overwrite, error=CampaignError)
     with atomic_path(path) as tmp:
         yield tmp
 

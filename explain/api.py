@@ -8,8 +8,7 @@ that memory stays bounded by the batch size, not the campaign size.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from typing import NamedTuple
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -20,97 +19,55 @@ from tqdm import tqdm
 from data.errors import InputError
 from explain.batching import model_device
 from explain.catalogue import METHODS, resolve_methods
-from explain.gradient import GRADIENT_METHODS, find_layer, gradient_maps
+from explain.gradient import gradient_maps
+from explain.guided import guided_backprop, guided_gradcam
+from explain.hooks import zeroed_layer
+from explain.inputs import roughness_batch
 from explain.interpolation import MODES, upsample
+from explain.layers import candidate_layers, default_layer, find_layer, pyramid_layers
+from explain.perturbation import poly_cam, score_cam
 
 DEFAULT_METHODS = ("cam", "hirescam", "layercam")
 # CAM's map plus the output at zero activation must reproduce the prediction; above this
 # relative residual the explained layer does not feed a linear head and "cam" is refused.
 CAM_TOLERANCE = 1e-4
 
-
-class LayerInfo(NamedTuple):
-    """A module with a spatial output: name, channels and map size for a given input grid."""
-
-    name: str
-    channels: int
-    height: int
-    width: int
-    has_parameters: bool
+Maps = dict[str, torch.Tensor]
 
 
-def candidate_layers(model: nn.Module, shape: tuple[int, int]) -> list[LayerInfo]:
-    """Every module whose output is a ``(batch, C, h, w)`` map with ``h * w > 1``.
-
-    Listed in the order the modules finish during a forward pass of a zero field of
-    ``shape``, so a container comes right after its last child.
-    """
-    found: list[LayerInfo] = []
-    handles = []
-    for name, module in model.named_modules():
-        if not name:
-            continue
-        own = any(True for _ in module.parameters(recurse=False))
-
-        def hook(_m: nn.Module, _i: object, out: object, name: str = name, own: bool = own) -> None:
-            if isinstance(out, torch.Tensor) and out.dim() == 4 and out.shape[2] * out.shape[3] > 1:
-                found.append(LayerInfo(name, *map(int, out.shape[1:]), has_parameters=own))
-
-        handles.append(module.register_forward_hook(hook))
-    was_training = model.training
-    device = model_device(model)
-    try:
-        model.eval()
-        with torch.no_grad():
-            model(torch.zeros(1, 1, *shape, device=device))
-    finally:
-        for handle in handles:
-            handle.remove()
-        model.train(was_training)
-    return found
+def _gradient_family(ex: Explainer, x: torch.Tensor, names: list[str]) -> tuple[torch.Tensor, Maps]:
+    return gradient_maps(ex.model, x, ex.layer, names)
 
 
-def spatial_layers(model: nn.Module, shape: tuple[int, int]) -> list[tuple[str, tuple[int, int]]]:
-    """``(name, (h, w))`` of every module with a spatial output, in completion order."""
-    return [(info.name, (info.height, info.width)) for info in candidate_layers(model, shape)]
+def _scorecam_family(ex: Explainer, x: torch.Tensor, names: list[str]) -> tuple[torch.Tensor, Maps]:
+    y, found = score_cam(ex.model, x, ex.layer, baseline=ex.baseline, chunk=ex.chunk)
+    return y, {"scorecam": found}
 
 
-def default_layer(model: nn.Module, shape: tuple[int, int]) -> str:
-    """The last module, outermost first, whose output still has a spatial map."""
-    layers = candidate_layers(model, shape)
-    if not layers:
-        raise InputError("the model has no layer with a spatial (batch, C, y, x) output")
-    return layers[-1].name
+def _polycam_family(ex: Explainer, x: torch.Tensor, names: list[str]) -> tuple[torch.Tensor, Maps]:
+    return poly_cam(
+        ex.model, x, ex.polycam_layers, variants=tuple(names), baseline=ex.baseline, chunk=ex.chunk
+    )
 
 
-def pyramid_layers(model: nn.Module, shape: tuple[int, int]) -> list[str]:
-    """Poly-CAM's layers, shallow to deep: the last module at each resolution.
-
-    That is the module just before each downsampling (and the deepest map). Modules that
-    finish before the first module with parameters (e.g. appended coordinate channels)
-    are not features and are skipped.
-    """
-    layers = candidate_layers(model, shape)
-    first = next((i for i, info in enumerate(layers) if info.has_parameters), 0)
-    last_at: dict[tuple[int, int], str] = {}
-    for info in layers[first:]:
-        last_at.pop((info.height, info.width), None)
-        last_at[(info.height, info.width)] = info.name
-    return list(last_at.values())
+def _guided_family(ex: Explainer, x: torch.Tensor, names: list[str]) -> tuple[torch.Tensor, Maps]:
+    maps: Maps = {}
+    for name in names:
+        y, maps[name] = GUIDED[name](ex, x)
+    return y, maps
 
 
-def _output_at_zero_activation(model: nn.Module, x: torch.Tensor, layer: str) -> torch.Tensor:
-    """The output with ``layer``'s activation replaced by zeros (CAM's bias term), in eval mode."""
-    modes = {m: m.training for m in model.modules()}
-    zero = find_layer(model, layer).register_forward_hook(lambda _m, _i, out: torch.zeros_like(out))
-    try:
-        model.eval()
-        with torch.no_grad():
-            return model(x)
-    finally:
-        zero.remove()
-        for module, mode in modes.items():
-            module.training = mode
+GUIDED = {
+    "guided-backprop": lambda ex, x: guided_backprop(ex.model, x),
+    "guided-gradcam": lambda ex, x: guided_gradcam(ex.model, x, ex.layer),
+}
+# family -> the function that computes its methods' native maps in one go; dispatch order
+FAMILIES: dict[str, Callable[[Explainer, torch.Tensor, list[str]], tuple[torch.Tensor, Maps]]] = {
+    "gradient": _gradient_family,
+    "scorecam": _scorecam_family,
+    "polycam": _polycam_family,
+    "guided": _guided_family,
+}
 
 
 class Explainer:
@@ -178,53 +135,28 @@ class Explainer:
 
     # -- raw maps --------------------------------------------------------------------------
 
-    def raw_maps(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Prediction ``(batch,)`` and each method's native map, before relu/normalise."""
-        maps: dict[str, torch.Tensor] = {}
+    def raw_maps(self, x: torch.Tensor) -> tuple[torch.Tensor, Maps]:
+        """Prediction ``(batch,)`` and each method's native map, before relu/normalise.
+
+        Methods are computed family by family (:data:`FAMILIES`), one pass per family; the
+        prediction is the first family's.
+        """
+        maps: Maps = {}
         preds = []
-        wanted = [m for m in self.methods if m in GRADIENT_METHODS]
-        if wanted:
-            y, found = gradient_maps(self.model, x, self.layer, wanted)
-            preds.append(y)
-            maps.update(found)
-            if "cam" in found:
-                self._check_cam(x, y, found["cam"])
-        if "scorecam" in self.methods:
-            from explain.perturbation import score_cam
-
-            y, maps["scorecam"] = score_cam(
-                self.model, x, self.layer, baseline=self.baseline, chunk=self.chunk
-            )
-            preds.append(y)
-        variants = [m for m in self.methods if METHODS[m].resolution == "pyramid"]
-        if variants:
-            from explain.perturbation import poly_cam
-
-            y, found = poly_cam(
-                self.model,
-                x,
-                self.polycam_layers,
-                variants=tuple(variants),
-                baseline=self.baseline,
-                chunk=self.chunk,
-            )
-            preds.append(y)
-            maps.update(found)
-        if "guided-backprop" in self.methods:
-            from explain.guided import guided_backprop
-
-            y, maps["guided-backprop"] = guided_backprop(self.model, x)
-            preds.append(y)
-        if "guided-gradcam" in self.methods:
-            from explain.guided import guided_gradcam
-
-            y, maps["guided-gradcam"] = guided_gradcam(self.model, x, self.layer)
-            preds.append(y)
+        for family, run in FAMILIES.items():
+            names = [m for m in self.methods if METHODS[m].family == family]
+            if names:
+                y, found = run(self, x, names)
+                preds.append(y)
+                maps.update(found)
+        if "cam" in maps:
+            self._check_cam(x, preds[0], maps["cam"])
         return preds[0], maps
 
     def _check_cam(self, x: torch.Tensor, y: torch.Tensor, cam: torch.Tensor) -> None:
         """CAM plus the zero-activation output must give the prediction; record the residual."""
-        offset = _output_at_zero_activation(self.model, x, self.layer)
+        with zeroed_layer(self.model, self.layer), torch.no_grad():
+            offset = self.model(x)
         residual = (y - offset - cam.sum(dim=(1, 2))).abs().max().item()
         self.cam_residual = max(self.cam_residual, residual)
         self.cam_scale = max(self.cam_scale, (y - offset).abs().max().item())
@@ -234,7 +166,7 @@ class Explainer:
         """``cam_residual`` over the largest ``|prediction - bias|``."""
         return self.cam_residual / self.cam_scale if self.cam_scale > 0 else 0.0
 
-    # -- one batch as a Dataset ------------------------------------------------------------
+    # -- one batch as tensors, then as a Dataset -------------------------------------------
 
     def _finish(self, m: torch.Tensor) -> torch.Tensor:
         if self.relu:
@@ -247,21 +179,27 @@ class Explainer:
     def units(self, method: str) -> str:
         return "1" if self.normalise else METHODS[method].units
 
-    def batch(self, roughness: torch.Tensor | np.ndarray, first_sample: int = 0) -> xr.Dataset:
-        """Maps of one batch of designs ``(batch, y, x)`` or ``(batch, 1, y, x)`` in delta."""
-        x = _as_batch(roughness).to(self.device)
+    def maps(self, roughness: torch.Tensor | np.ndarray) -> tuple[torch.Tensor, Maps]:
+        """Prediction ``(batch,)`` and each method's native map, relu/normalise applied.
+
+        The tensor-level entry point (the evaluation uses it); :meth:`batch` wraps it in a
+        Dataset. ``roughness`` is ``(batch, y, x)`` or ``(batch, 1, y, x)`` in delta.
+        """
+        x = roughness_batch(roughness, channel_optional=True).to(self.device, torch.float32)
         if tuple(x.shape[-2:]) != self.shape:
             raise InputError(f"roughness grid {tuple(x.shape[-2:])} differs from {self.shape}")
         y, raw = self.raw_maps(x)
-        maps = {m: self._finish(raw[m]) for m in self.methods}
-        full = torch.stack(
-            [
-                torch.stack([upsample(maps[m], self.shape, mode) for mode in self.interpolation], 1)
-                for m in self.methods
-            ],
-            1,
-        )
-        samples = np.arange(first_sample, first_sample + len(x))
+        return y, {m: self._finish(raw[m]) for m in self.methods}
+
+    def on_input_grid(self, maps: Maps, mode: str) -> torch.Tensor:
+        """Native maps brought to the input grid by ``mode``, stacked ``(batch, method, y, x)``."""
+        return torch.stack([upsample(maps[m], self.shape, mode) for m in self.methods], 1)
+
+    def batch(self, roughness: torch.Tensor | np.ndarray, first_sample: int = 0) -> xr.Dataset:
+        """Maps of one batch of designs ``(batch, y, x)`` or ``(batch, 1, y, x)`` in delta."""
+        y, maps = self.maps(roughness)
+        full = torch.stack([self.on_input_grid(maps, mode) for mode in self.interpolation], 2)
+        samples = np.arange(first_sample, first_sample + len(y))
         ds = xr.Dataset(
             {
                 "prediction": ("sample", y.cpu().numpy()),
@@ -274,20 +212,11 @@ class Explainer:
                 "method_units": ("method", [self.units(m) for m in self.methods]),
             },
         )
-        at_layer = [m for m in self.methods if METHODS[m].resolution == "layer"]
-        if at_layer:
-            ds["attribution_native"] = (
-                ("sample", "layer_method", "y_layer", "x_layer"),
-                _np(torch.stack([maps[m] for m in at_layer], 1)),
-            )
-            ds = ds.assign_coords(layer_method=at_layer)
-        at_pyramid = [m for m in self.methods if METHODS[m].resolution == "pyramid"]
-        if at_pyramid:
-            ds["attribution_polycam"] = (
-                ("sample", "polycam_method", "y_polycam", "x_polycam"),
-                _np(torch.stack([maps[m] for m in at_pyramid], 1)),
-            )
-            ds = ds.assign_coords(polycam_method=at_pyramid)
+        for resolution, var, dims in _NATIVE:
+            names = [m for m in self.methods if METHODS[m].resolution == resolution]
+            if names:
+                ds[var] = (dims, _np(torch.stack([maps[m] for m in names], 1)))
+                ds = ds.assign_coords({dims[1]: names})
         _describe(ds)
         ds.attrs.update(self.attrs())
         return ds
@@ -339,15 +268,11 @@ def _np(t: torch.Tensor) -> np.ndarray:
     return t.detach().cpu().numpy().astype(np.float32, copy=False)
 
 
-def _as_batch(roughness: np.ndarray | torch.Tensor) -> torch.Tensor:
-    x = torch.as_tensor(np.asarray(roughness), dtype=torch.float32)
-    if x.dim() == 3:
-        x = x[:, None]
-    if x.dim() != 4 or x.shape[1] != 1:
-        raise InputError(
-            f"roughness: expected (sample, y, x) or (sample, 1, y, x), got {tuple(x.shape)}"
-        )
-    return x
+# resolution -> the variable holding those methods' native maps, and its dimensions
+_NATIVE = (
+    ("layer", "attribution_native", ("sample", "layer_method", "y_layer", "x_layer")),
+    ("pyramid", "attribution_polycam", ("sample", "polycam_method", "y_polycam", "x_polycam")),
+)
 
 
 def _describe(ds: xr.Dataset) -> None:
@@ -403,7 +328,7 @@ def explain(
         InputError: Unknown method, layer or interpolation; a layer without spatial output;
             'cam' where the layer does not feed a pooled linear head.
     """
-    x = _as_batch(roughness)
+    x = roughness_batch(roughness, channel_optional=True).to(torch.float32)
     explainer = Explainer(
         model, tuple(x.shape[-2:]), methods, layer, interpolation, relu, normalise, **options
     )

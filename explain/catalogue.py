@@ -1,6 +1,8 @@
-"""Every explanation method by name: where its map lives, its units, and whether to trust it.
+"""Every explanation method by name: how it is computed, where its map lives, its units.
 
-``resolution`` says which grid a method's native map has:
+One row per method. ``family`` names the pass that computes it (methods of one family share
+that pass, e.g. every gradient method comes from one forward and one backward pass);
+:mod:`explain.api` dispatches on it. ``resolution`` says which grid a method's native map has:
 
 - ``"layer"``: the explained layer's grid (CAM family, Score-CAM);
 - ``"pyramid"``: the finest of several layers' grids (Poly-CAM);
@@ -15,6 +17,10 @@ from typing import Literal
 from data.errors import InputError
 
 Resolution = Literal["layer", "pyramid", "input"]
+# gradient: one hooked forward + one autograd.grad (explain.gradient);
+# scorecam, polycam: masked forward passes (explain.perturbation); guided: explain.guided
+Family = Literal["gradient", "scorecam", "polycam", "guided"]
+PERTURBATION_FAMILIES = ("scorecam", "polycam")
 
 
 @dataclass(frozen=True)
@@ -23,43 +29,51 @@ class Method:
 
     Attributes:
         name: The name on the command line and in output files.
+        family: The pass that computes it (see the module docstring).
         resolution: The grid of its native map (see the module docstring).
         units: Units of the unnormalised map.
         rectified: The method itself applies a ReLU, so its maps are never negative.
         recommended: False for methods kept only to show that the sanity checks catch them.
-        perturbation: Needs one forward pass per channel mask rather than one backward pass.
     """
 
     name: str
+    family: Family
     resolution: Resolution
     units: str
     rectified: bool = False
     recommended: bool = True
-    perturbation: bool = False
+
+    @property
+    def perturbation(self) -> bool:
+        """Needs forward passes over masked inputs rather than one backward pass."""
+        return self.family in PERTURBATION_FAMILIES
 
 
 _PER_LAYER_CELL = "U_e/delta per layer cell"
 _ARBITRARY = "arbitrary units"
+_PER_HEIGHT = "U_e/delta per delta of height"
 
 METHODS: dict[str, Method] = {
     m.name: m
     for m in (
-        Method("cam", "layer", _PER_LAYER_CELL),
-        Method("gradcam", "layer", _PER_LAYER_CELL),
-        Method("hirescam", "layer", _PER_LAYER_CELL),
-        Method("layercam", "layer", _PER_LAYER_CELL, rectified=True),
-        Method("gradcam++", "layer", _ARBITRARY),
-        Method("gradient", "input", "U_e/delta per delta of height"),
-        Method("scorecam", "layer", _ARBITRARY, rectified=True, perturbation=True),
-        Method("polycam+", "pyramid", _ARBITRARY, rectified=True, perturbation=True),
-        Method("polycam-", "pyramid", _ARBITRARY, rectified=True, perturbation=True),
-        Method("polycam+-", "pyramid", _ARBITRARY, rectified=True, perturbation=True),
-        Method("guided-backprop", "input", "U_e/delta per delta of height", recommended=False),
-        Method("guided-gradcam", "input", _ARBITRARY, recommended=False),
+        Method("cam", "gradient", "layer", _PER_LAYER_CELL),
+        Method("gradcam", "gradient", "layer", _PER_LAYER_CELL),
+        Method("hirescam", "gradient", "layer", _PER_LAYER_CELL),
+        Method("layercam", "gradient", "layer", _PER_LAYER_CELL, rectified=True),
+        Method("gradcam++", "gradient", "layer", _ARBITRARY),
+        Method("gradient", "gradient", "input", _PER_HEIGHT),
+        Method("scorecam", "scorecam", "layer", _ARBITRARY, rectified=True),
+        Method("polycam+", "polycam", "pyramid", _ARBITRARY, rectified=True),
+        Method("polycam-", "polycam", "pyramid", _ARBITRARY, rectified=True),
+        Method("polycam+-", "polycam", "pyramid", _ARBITRARY, rectified=True),
+        Method("guided-backprop", "guided", "input", _PER_HEIGHT, recommended=False),
+        Method("guided-gradcam", "guided", "input", _ARBITRARY, recommended=False),
     )
 }
 # Shorthand accepted on the command line for all three Poly-CAM variants.
-ALIASES: dict[str, tuple[str, ...]] = {"polycam": ("polycam+", "polycam-", "polycam+-")}
+ALIASES: dict[str, tuple[str, ...]] = {
+    "polycam": tuple(m.name for m in METHODS.values() if m.family == "polycam")
+}
 
 
 def resolve_methods(names: list[str] | tuple[str, ...]) -> list[str]:

@@ -28,10 +28,11 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.hooks import RemovableHandle
 
 from data.errors import InputError
 from explain.gradient import gradient_maps
+from explain.hooks import forward_hooks
+from explain.inputs import roughness_batch
 from explain.interpolation import MODES, upsample
 
 
@@ -59,24 +60,9 @@ def guided_relus(model: nn.Module) -> Iterator[int]:
 
     The hooks are removed and every module's train/eval mode restored on exit, also on error.
     """
-    modes = {m: m.training for m in model.modules()}
-    handles: list[RemovableHandle] = []
-    try:
-        for module in model.modules():
-            if isinstance(module, nn.ReLU):
-                handles.append(module.register_forward_hook(_gate))
-        model.eval()
-        yield len(handles)
-    finally:
-        for handle in handles:
-            handle.remove()
-        for module, mode in modes.items():
-            module.training = mode
-
-
-def _check_roughness(roughness: torch.Tensor) -> None:
-    if roughness.dim() != 4 or roughness.shape[1] != 1:
-        raise InputError(f"roughness must be (batch, 1, y, x); got shape {tuple(roughness.shape)}")
+    relus = [(module, _gate) for module in model.modules() if isinstance(module, nn.ReLU)]
+    with forward_hooks(model, relus) as hooked:
+        yield hooked
 
 
 def guided_backprop(model: nn.Module, roughness: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -93,8 +79,7 @@ def guided_backprop(model: nn.Module, roughness: torch.Tensor) -> tuple[torch.Te
         in output units per unit of height. It is signed because the weights below the first
         ReLU are not gated.
     """
-    _check_roughness(roughness)
-    x = roughness.detach().requires_grad_(True)
+    x = roughness_batch(roughness).detach().requires_grad_(True)
     with guided_relus(model) as hooked, torch.enable_grad():
         if not hooked:
             warnings.warn(
@@ -133,7 +118,7 @@ def guided_gradcam(
     """
     if interpolation not in MODES:
         raise InputError(f"unknown interpolation {interpolation!r}; choose from {list(MODES)}")
-    _check_roughness(roughness)
+    roughness = roughness_batch(roughness)
     _, maps = gradient_maps(model, roughness, layer, methods=["gradcam"])
     prediction, guided = guided_backprop(model, roughness)
     cam = upsample(torch.relu(maps["gradcam"]), tuple(guided.shape[-2:]), interpolation)

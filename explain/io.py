@@ -10,7 +10,7 @@ import h5py
 import numpy as np
 import xarray as xr
 
-from data.atomic import atomic_path
+from data.atomic import atomic_path, check_outputs
 from data.errors import InputError
 
 _CHUNK_SAMPLES = 16  # HDF5 chunk length along `sample`
@@ -43,10 +43,7 @@ def write_batches(
     the end, for attributes only known once all batches ran (e.g. a run-time residual).
     """
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise InputError(f"{path}: output file already exists; pass --overwrite to replace it")
-    if not path.parent.is_dir():
-        raise InputError(f"{path}: output folder {path.parent} does not exist")
+    check_outputs([path], overwrite)
     with atomic_path(path) as tmp, h5netcdf.File(tmp, "w") as f:
         written = 0
         variables: dict[str, h5netcdf.Variable] = {}

@@ -30,7 +30,8 @@ from torch import nn
 
 from data.errors import InputError
 from explain.batching import forward_rows, one_per_input
-from explain.gradient import captured_layers, eval_mode, expand_baseline
+from explain.hooks import captured_layers, eval_mode
+from explain.inputs import expand_baseline, positive_int, roughness_batch
 from explain.interpolation import upsample
 
 POLY_VARIANTS = ("polycam+", "polycam-", "polycam+-")
@@ -42,11 +43,8 @@ def _check_inputs(
     roughness: torch.Tensor, baseline: torch.Tensor | None, chunk: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The detached input and the baseline expanded to its shape, on its device."""
-    if roughness.dim() != 4:
-        raise InputError(f"roughness must be (batch, 1, y, x), got shape {tuple(roughness.shape)}")
-    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
-        raise InputError(f"chunk must be a positive integer, got {chunk!r}")
-    x = roughness.detach()
+    x = roughness_batch(roughness).detach()
+    positive_int("chunk", chunk)
     if baseline is None:
         return x, torch.zeros_like(x)
     return x, expand_baseline(baseline, x)

@@ -44,6 +44,16 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return ckpt
 
 
+def checkpoint_splits(ckpt: dict[str, Any]) -> dict[str, list[int]]:
+    """``{"train"|"val"|"test": sample indices}`` recorded by the data module, where present."""
+    state = ckpt.get("CampaignDataModule", {})
+    return {
+        key.removeprefix("split_"): list(value)
+        for key, value in state.items()
+        if key.startswith("split_")
+    }
+
+
 def model_from_checkpoint(
     ckpt: dict[str, Any], path: str | Path = "<checkpoint>"
 ) -> PhysicalSurrogate:

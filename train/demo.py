@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from data.errors import InputError
-from train.simulate_command import positive_int
+from train.inputs import positive_int
 
 # The demo is configs/demo.yaml with the campaign, run folder and size given on the command line.
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
@@ -37,10 +37,11 @@ def demo_parser() -> argparse.ArgumentParser:
 def demo_command(args: Sequence[str]) -> int:
     """Run the demo; prints where everything went and the held-out test R^2."""
     from data.campaign import open_or_simulate
-    from explain.api import default_layer
+    from explain.layers import default_layer
     from surrogate.checkpoint import load_model
-    from train.cli import run_lightning
-    from train.explain_command import explain_command
+    from train.evaluate_command import evaluate_designs
+    from train.explain_command import explain_designs
+    from train.lightning import run_lightning
 
     opts = demo_parser().parse_args(args)
     start = time.perf_counter()
@@ -82,17 +83,16 @@ def demo_command(args: Sequence[str]) -> int:
     print(f"[4/5] explaining the held-out designs ({', '.join(methods)})")
     maps, figures = opts.out / "explain" / "maps.nc", opts.out / "explain" / "plots"
     maps.parent.mkdir(parents=True, exist_ok=True)
-    explain_args = ["--checkpoint", str(best), "--data", str(campaign), "--out", str(maps)]
-    explain_args += ["--samples", "test", "--plots", str(figures), "--overwrite", "--methods"]
-    explain_args += methods
-    explain_command([*explain_args, "--plot-samples", str(opts.plot_samples)])
+    explain_designs(
+        best, campaign, maps, methods=methods, samples="test", plots=figures,
+        plot_samples=opts.plot_samples, overwrite=True,
+    )  # fmt: skip
     print("[5/5] scoring the methods on 32 held-out designs (short version of 'evaluate')")
-    from train.evaluate_command import evaluate_command
-
     scores = opts.out / "evaluate"
-    evaluate_args = ["--checkpoint", str(best), "--data", str(campaign), "--out", str(scores)]
-    evaluate_args += ["--samples", "32", "--steps", "20", "--sanity-samples", "4", "--overwrite"]
-    evaluate_command([*evaluate_args, "--methods", *methods, "gradient", "guided-backprop"])
+    evaluate_designs(
+        best, campaign, scores, methods=[*methods, "gradient", "guided-backprop"], samples=32,
+        steps=20, sanity_samples=4, overwrite=True,
+    )  # fmt: skip
     print(f"\nrun folder: {log_dir}")
     print(f"best checkpoint: {best}")
     print(f"plots: {log_dir / 'parity.png'}, {log_dir / 'residuals.png'}, {figures}/")

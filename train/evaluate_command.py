@@ -3,56 +3,55 @@
 from __future__ import annotations
 
 import argparse
-import csv
-import io
-import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from data.atomic import atomic_path
+from data.atomic import check_outputs
 from data.errors import InputError
 from explain.catalogue import METHODS
-from train.explain_command import resolve_device, sha256, split_names
+from explain.evaluation.road import ROAD_PERCENTAGES
+from train.inputs import Inputs, open_inputs, resolve_device, sha256, split_names
 
 OUTPUTS = ("scores.md", "scores.csv", "scores.nc", "summary.json")
 
 
 def evaluate_parser() -> argparse.ArgumentParser:
+    """Options of ``surrogate evaluate``; an option not given takes :func:`evaluate_designs`'s
+    default (``argument_default=SUPPRESS``), so the defaults are stated once."""
     parser = argparse.ArgumentParser(
         prog="surrogate evaluate",
         description="Score attribution methods on held-out designs (deletion/insertion, ROAD, "
         "ground truth, sanity checks) and recommend one by the rule in docs/evaluation.md.",
+        argument_default=argparse.SUPPRESS,
     )
     parser.add_argument("--checkpoint", type=Path, required=True, help="a 'surrogate fit' .ckpt")
     parser.add_argument("--data", type=Path, required=True, help="campaign file")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--methods", nargs="+", help="methods to score (default: all)")
     parser.add_argument(
-        "--methods", nargs="+", default=list(METHODS), help="methods to score (default: all)"
-    )
-    parser.add_argument(
-        "--samples", type=int, default=None, help="score the first N held-out designs (default all)"
+        "--samples", type=int, help="score the first N held-out designs (default all)"
     )
     parser.add_argument(
         "--split",
-        default="test",
         choices=("test", "val", "train", "all"),
         help="designs to score: the checkpoint's split (default test) or the whole campaign",
     )
     parser.add_argument("--layer", help="layer of the layer methods (default: last spatial)")
-    parser.add_argument("--steps", type=int, default=100, help="deletion/insertion steps")
-    parser.add_argument("--random-permutations", type=int, default=10)
+    parser.add_argument("--steps", type=int, help="deletion/insertion steps (default 100)")
     parser.add_argument(
-        "--random-samples", type=int, default=None, help="designs for the random reference"
+        "--random-permutations", type=int, help="random orders per design (default 10)"
     )
     parser.add_argument(
-        "--sanity-samples", type=int, default=16, help="designs for the randomisation checks"
+        "--random-samples", type=int, help="designs for the random reference (default all)"
+    )
+    parser.add_argument(
+        "--sanity-samples", type=int, help="designs for the randomisation checks (default 16)"
     )
     parser.add_argument(
         "--road-percentages",
-        default="10,20,30,40,50,60,70,80,90",
         help="cells ROAD removes, in %% (comma-separated; default 10,...,90)",
     )
     parser.add_argument(
@@ -61,29 +60,12 @@ def evaluate_parser() -> argparse.ArgumentParser:
         help="a model trained on permuted targets (configs/randomised-targets.yaml), for the "
         "data-randomisation check",
     )
-    parser.add_argument("--batch-size", type=int, default=50)
-    parser.add_argument("--chunk", type=int, default=1024, help="perturbed inputs per pass")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="auto")
+    parser.add_argument("--batch-size", type=int, help="designs per batch (default 50)")
+    parser.add_argument("--chunk", type=int, help="perturbed inputs per pass (default 1024)")
+    parser.add_argument("--seed", type=int, help="seed of every random step (default 0)")
+    parser.add_argument("--device", help="auto (GPU when present; default), cpu or cuda")
     parser.add_argument("--overwrite", action="store_true", help="replace earlier results")
     return parser
-
-
-def _select(ckpt: dict, split: str, total: int, limit: int | None, path: Path) -> np.ndarray:
-    if split == "all":
-        ids = np.arange(total)
-    else:
-        stored = ckpt.get("CampaignDataModule", {}).get(f"split_{split}")
-        if stored is None:
-            raise InputError(f"{path}: checkpoint records no {split} split; use --split all")
-        ids = np.asarray(sorted(stored), dtype=np.int64)
-        if ids.size and ids.max() >= total:
-            raise InputError(f"{path}: its {split} split indexes beyond the campaign's {total}")
-    if limit is not None:
-        if limit < 1:
-            raise InputError(f"--samples must be >= 1, got {limit}")
-        ids = ids[:limit]
-    return ids
 
 
 def _percentages(text: str) -> tuple[float, ...]:
@@ -97,222 +79,98 @@ def _percentages(text: str) -> tuple[float, ...]:
 
 
 def evaluate_command(args: Sequence[str]) -> int:
-    """Run ``surrogate evaluate``; returns the exit status."""
-    opts = evaluate_parser().parse_args(args)
-    from data.campaign import open_campaign
-    from surrogate.checkpoint import model_from_checkpoint, read_checkpoint
-
-    existing = [name for name in OUTPUTS if (opts.out / name).exists()]
-    if existing and not opts.overwrite:
-        raise InputError(f"{opts.out}: already holds {existing[0]}; pass --overwrite to replace")
-    for name in ("steps", "random_permutations", "batch_size", "chunk"):
-        if getattr(opts, name) < 1:
-            raise InputError(f"--{name.replace('_', '-')} must be >= 1")
-    ckpt = read_checkpoint(opts.checkpoint)
-    model = model_from_checkpoint(ckpt, opts.checkpoint)
-    randomised = None
-    if opts.randomised_checkpoint is not None:
-        from surrogate.checkpoint import load_model
-
-        randomised = load_model(opts.randomised_checkpoint)
-    campaign = open_campaign(opts.data)
-    try:
-        shape = (campaign.sizes["y"], campaign.sizes["x"])
-        grid = tuple(int(n) for n in getattr(model, "grid_shape", (0, 0)))
-        if grid != (0, 0) and shape != grid:
-            raise InputError(
-                f"{opts.data}: roughness grid is {shape[0]}x{shape[1]} but checkpoint "
-                f"{opts.checkpoint} was trained on {grid[0]}x{grid[1]}"
-            )
-        ids = _select(ckpt, opts.split, campaign.sizes["sample"], opts.samples, opts.checkpoint)
-        roughness = campaign["roughness"].values[ids]
-        has_truth = "contribution" in campaign and "peak_margin" in campaign
-        truth = campaign["contribution"].values[ids] if has_truth else None
-        margin = campaign["peak_margin"].values[ids] if has_truth else None
-        target_std = float(np.std(campaign["max_vorticity"].values))
-    finally:
-        campaign.close()
-    return _run(opts, model, randomised, ids, roughness, truth, margin, target_std)
-
-
-def _run(opts, model, randomised, ids, roughness, truth, margin, target_std) -> int:
-    from explain.evaluation.protocol import evaluate
-    from explain.evaluation.recommend import recommend
-
-    device = resolve_device(opts.device)
-    model.to(device)
-    start = time.perf_counter()
-    ev = evaluate(
-        model,
-        roughness,
-        split_names(opts.methods),
-        truth=truth,
-        peak_margin=margin,
-        target_std=target_std,
-        layer=opts.layer,
-        steps=opts.steps,
-        random_permutations=opts.random_permutations,
-        random_samples=opts.random_samples,
-        sanity_samples=opts.sanity_samples,
-        road_percentages=_percentages(opts.road_percentages),
-        randomised_model=randomised,
-        batch_size=opts.batch_size,
-        chunk=opts.chunk,
-        seed=opts.seed,
-    )
-    seconds = time.perf_counter() - start
-    rec = recommend(ev.table, ev.settings)
-    ev.settings.update(
-        checkpoint=str(opts.checkpoint),
-        checkpoint_sha256=sha256(opts.checkpoint),
-        campaign=str(opts.data),
-        split=opts.split,
-        randomised_checkpoint=str(opts.randomised_checkpoint or ""),
-        wall_seconds=round(seconds, 1),
-    )
-    opts.out.mkdir(parents=True, exist_ok=True)
-    write_results(ev, rec, ids, opts.out)
-    print(markdown_table(ev, rec))
-    print(f"\nresults in {opts.out}/ ({seconds:.0f} s)")
+    """Run ``surrogate evaluate`` from command-line arguments; returns the exit status."""
+    opts = vars(evaluate_parser().parse_args(args))
+    if "methods" in opts:
+        opts["methods"] = split_names(opts["methods"])
+    if "road_percentages" in opts:
+        opts["road_percentages"] = _percentages(opts["road_percentages"])
+    evaluate_designs(**opts)
     return 0
 
 
-# --- output --------------------------------------------------------------------------------
+def evaluate_designs(
+    checkpoint: Path,
+    data: Path,
+    out: Path,
+    *,
+    methods: Sequence[str] = tuple(METHODS),
+    samples: int | None = None,
+    split: str = "test",
+    layer: str | None = None,
+    steps: int = 100,
+    random_permutations: int = 10,
+    random_samples: int | None = None,
+    sanity_samples: int = 16,
+    road_percentages: Sequence[float] = ROAD_PERCENTAGES,
+    randomised_checkpoint: Path | None = None,
+    batch_size: int = 50,
+    chunk: int = 1024,
+    seed: int = 0,
+    device: str = "auto",
+    overwrite: bool = False,
+):
+    """Score ``methods`` on the ``split`` designs of a campaign and write the results to ``out``.
 
-COLUMNS = {  # column: (header, format)
-    "insertion/smooth-wall": ("ins (wall)", "{:.3f}"),
-    "deletion/smooth-wall": ("del (wall)", "{:.3f}"),
-    "ins-del/smooth-wall": ("ins−del (wall)", "{:.3f}"),
-    "insertion/blurred": ("ins (blur)", "{:.3f}"),
-    "deletion/blurred": ("del (blur)", "{:.3f}"),
-    "ins-del/blurred": ("ins−del (blur)", "{:.3f}"),
-    "road_combined": ("ROAD comb.", "{:.3f}"),
-    "gt_spearman_input": ("ρ truth", "{:.3f}"),
-    "gt_spearman_native": ("ρ truth (layer)", "{:.3f}"),
-    "gt_rma": ("RMA@10%", "{:.3f}"),
-    "gt_rra": ("RRA@10%", "{:.3f}"),
-    "gt_pointing": ("pointing", "{:.2f}"),
-    "gt_iou": ("IoU", "{:.3f}"),
-    "cascade_spearman_abs": ("cascade ρ|m|", "{:.2f}"),
-    "cascade_ssim": ("cascade SSIM", "{:.2f}"),
-    "cascade_pass": ("model rand.", None),
-    "data_spearman_abs": ("data ρ|m|", "{:.2f}"),
-    "data_pass": ("data rand.", None),
-}
+    Writes ``scores.md/.csv/.nc``, ``summary.json`` and the plots; returns the
+    :class:`~explain.evaluation.protocol.Evaluation` and its recommendation.
+    """
+    from explain.evaluation.protocol import evaluate
+    from explain.evaluation.recommend import recommend
+    from explain.evaluation.report import markdown_table, write_results
+    from surrogate.checkpoint import load_model
 
-
-def _cell(value: float | None, fmt: str | None) -> str:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return "–"
-    if fmt is None:
-        return "pass" if value >= 1 else "**fail**"
-    return fmt.format(value)
-
-
-def markdown_table(ev, rec) -> str:
-    cols = [c for c in COLUMNS if any(c in row for row in ev.table.values())]
-    lines = [
-        "| method | " + " | ".join(COLUMNS[c][0] for c in cols) + " |",
-        "|---|" + "---|" * len(cols),
-    ]
-    for method, row in ev.table.items():
-        name = method if METHODS[method].recommended else f"{method} (nr)"
-        cells = [_cell(row.get(c), COLUMNS[c][1]) for c in cols]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    s = ev.settings
-    rnd = " · ".join(
-        f"random-order ins−del ({b}): {next(iter(ev.table.values()))[f'random_ins-del/{b}']:.3f}"
-        for b in s["baselines"]
-    )
-    lines += ["", rnd, "", recommendation_text(rec)]
-    return "\n".join(lines)
-
-
-def recommendation_text(rec) -> str:
-    if rec.method is None:
-        return (
-            "**Recommendation:** none — no method passes the sanity checks and beats random order."
-        )
-    ranking = ", ".join(f"{m} ({r:.1f})" for m, r in rec.ranking)
-    out = [f"**Recommendation: `{rec.method}`** (mean rank over the criteria; ranking: {ranking})."]
-    out += [f"- {note}" for note in rec.notes]
-    out += [f"- not eligible: `{m}` — {why}" for m, why in rec.rejected.items()]
-    return "\n".join(out)
-
-
-def write_results(ev, rec, ids: np.ndarray, folder: Path) -> None:
-    """scores.md/.csv/.nc, summary.json and the curve and cascade plots, each written atomically."""
-    import xarray as xr
-
-    from explain.evaluation.plots import cascade_plot, curves_plot
-
-    s = ev.settings
-    header = [
-        "# Attribution methods scored",
-        "",
-        f"Checkpoint `{s['checkpoint']}` (sha256 {s['checkpoint_sha256'][:12]}…), campaign "
-        f"`{s['campaign']}`, {s['samples']} designs of the {s['split']} split; layer "
-        f"`{s['layer']}`, maps {s['interpolation']} on the input grid; {s['steps']} deletion/"
-        f"insertion steps; random reference {s['random_permutations']} orders × "
-        f"{s['random_samples']} designs; sanity checks on {s['sanity_samples']} designs; "
-        f"seed {s['seed']}; {s['wall_seconds']} s. (nr) = not recommended by design.",
-        "",
-    ]
-    with atomic_path(folder / "scores.md") as tmp:
-        tmp.write_text("\n".join(header) + markdown_table(ev, rec) + "\n")
-    buffer = io.StringIO()
-    keys = sorted({k for row in ev.table.values() for k in row})
-    writer = csv.writer(buffer)
-    writer.writerow(["method", *keys])
-    for method, row in ev.table.items():
-        writer.writerow([method, *[row.get(k, "") for k in keys]])
-    with atomic_path(folder / "scores.csv") as tmp:
-        tmp.write_text(buffer.getvalue())
-    data = {
-        name.replace("/", "_"): (("method", "sample"), values.astype(np.float32))
-        for name, values in ev.per_sample.items()
+    out = Path(out)
+    check_outputs([out / name for name in OUTPUTS], overwrite, new_folder=True)
+    counts = {
+        "steps": steps,
+        "random-permutations": random_permutations,
+        "batch-size": batch_size,
+        "chunk": chunk,
     }
-    for b, curves in ev.curves.items():
-        for kind, values in curves.items():
-            data[f"{kind}_curve_{b}"] = (("method", "step"), np.asarray(values, dtype=np.float32))
-    if ev.cascade is not None:
-        for mode, result in (("cascade", ev.cascade), ("independent", ev.independent)):
-            stack = np.stack(
-                [
-                    np.stack([result.values[m][k] for k in ("spearman_abs", "spearman", "ssim")])
-                    for m in ev.methods
-                ]
-            )  # (method, measure, step, sanity_sample)
-            data[f"{mode}_similarity"] = (
-                ("method", "measure", f"{mode}_step", "sanity_sample"),
-                stack.astype(np.float32),
-            )
-    ds = xr.Dataset(
-        data,
-        coords={
-            "method": ev.methods,
-            "sample": ids,
-            "step": np.linspace(0, 1, s["steps"] + 1),
-            "measure": ["spearman_abs", "spearman", "ssim"],
-        },
-        attrs={k: json.dumps(v) if not isinstance(v, str) else v for k, v in s.items()},
+    for flag, value in counts.items():
+        if value < 1:
+            raise InputError(f"--{flag} must be >= 1, got {value}")
+    if samples is not None and samples < 1:
+        raise InputError(f"--samples must be >= 1, got {samples}")
+    randomised = load_model(randomised_checkpoint) if randomised_checkpoint else None
+    with open_inputs(Path(checkpoint), Path(data)) as inputs:
+        ids, designs = _designs(inputs, split, samples)
+    model = inputs.model.to(resolve_device(device))
+    start = time.perf_counter()
+    ev = evaluate(
+        model, designs["roughness"], list(methods), truth=designs.get("truth"),
+        peak_margin=designs.get("margin"), target_std=designs["target_std"], layer=layer,
+        steps=steps, random_permutations=random_permutations, random_samples=random_samples,
+        sanity_samples=sanity_samples, road_percentages=tuple(road_percentages),
+        randomised_model=randomised, batch_size=batch_size, chunk=chunk, seed=seed,
+    )  # fmt: skip
+    seconds = time.perf_counter() - start
+    rec = recommend(ev.table, ev.settings)
+    ev.settings.update(
+        checkpoint=str(checkpoint),
+        checkpoint_sha256=sha256(Path(checkpoint)),
+        campaign=str(data),
+        split=split,
+        randomised_checkpoint=str(randomised_checkpoint or ""),
+        wall_seconds=round(seconds, 1),
     )
-    if ev.cascade is not None:
-        ds = ds.assign_coords(
-            cascade_step=list(ev.cascade.steps), independent_step=list(ev.independent.steps)
-        )
-    with atomic_path(folder / "scores.nc") as tmp:
-        ds.to_netcdf(tmp, engine="h5netcdf")
-    summary = {
-        "settings": s,
-        "table": ev.table,
-        "recommendation": rec.method,
-        "ranking": rec.ranking,
-        "rejected": rec.rejected,
-        "notes": rec.notes,
+    out.mkdir(parents=True, exist_ok=True)
+    write_results(ev, rec, ids, out)
+    print(markdown_table(ev, rec))
+    print(f"\nresults in {out}/ ({seconds:.0f} s)")
+    return ev, rec
+
+
+def _designs(inputs: Inputs, split: str, samples: int | None) -> tuple[np.ndarray, dict]:
+    """The selected designs' roughness, and truth and peak margin where the campaign has them."""
+    ids = inputs.select(split, flag="--split")[:samples]
+    campaign = inputs.campaign
+    designs = {
+        "roughness": campaign["roughness"][ids].values,
+        "target_std": float(np.std(campaign["max_vorticity"].values)),
     }
-    with atomic_path(folder / "summary.json") as tmp:
-        tmp.write_text(json.dumps(summary, indent=2, default=float) + "\n")
-    curves_plot(ev, folder / "curves")
-    if ev.cascade is not None:
-        cascade_plot(ev, folder / "cascade")
+    if "contribution" in campaign and "peak_margin" in campaign:
+        designs["truth"] = campaign["contribution"][ids].values
+        designs["margin"] = campaign["peak_margin"][ids].values
+    return ids, designs

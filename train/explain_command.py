@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
 import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -11,9 +10,12 @@ from pathlib import Path
 
 import numpy as np
 
+from data.atomic import check_outputs
 from data.errors import InputError
+from explain.api import DEFAULT_METHODS
 from explain.catalogue import METHODS
 from explain.interpolation import MODES
+from train.inputs import Inputs, load_checkpoint, open_inputs, resolve_device, sha256, split_names
 
 EXAMPLE = (
     "example: surrogate explain --checkpoint runs/demo/checkpoints/best.ckpt "
@@ -22,44 +24,15 @@ EXAMPLE = (
 )
 
 
-def split_names(values: Sequence[str]) -> list[str]:
-    """``["cam,hirescam", "layercam"]`` -> ``["cam", "hirescam", "layercam"]``."""
-    return [v for value in values for v in value.split(",") if v]
-
-
-def parse_samples(text: str, total: int, splits: dict[str, list[int]] | None = None) -> np.ndarray:
-    """Sorted sample indices from ``START:STOP``, ``N`` (the first N), ``i,j,k``, ``all``, or
-    ``train``/``val``/``test`` (the split recorded in the checkpoint)."""
-    splits = splits or {}
-    try:
-        if text == "all":
-            ids = np.arange(total)
-        elif text in ("train", "val", "test"):
-            if text not in splits:
-                raise InputError(f"--samples {text}: the checkpoint records no {text} split")
-            ids = np.asarray(sorted(splits[text]), dtype=np.int64)
-        elif ":" in text:
-            lo, hi = text.split(":", 1)
-            ids = np.arange(int(lo) if lo else 0, int(hi) if hi else total)
-        elif "," in text:
-            ids = np.unique(np.asarray([int(i) for i in text.split(",") if i], dtype=np.int64))
-        else:
-            ids = np.arange(int(text))
-    except ValueError:
-        raise InputError(
-            f"--samples {text!r}: expected START:STOP, N, i,j,k, all, train, val or test"
-        ) from None
-    if ids.size == 0 or ids.min() < 0 or ids.max() >= total:
-        raise InputError(f"--samples {text!r}: selects no valid samples of a campaign of {total}")
-    return ids
-
-
 def explain_parser() -> argparse.ArgumentParser:
+    """Options of ``surrogate explain``; an option not given takes :func:`explain_designs`'s
+    default (``argument_default=SUPPRESS``), so the defaults are stated once."""
     parser = argparse.ArgumentParser(
         prog="surrogate explain",
         description="Attribution maps of a trained surrogate for the designs of a campaign, "
         "written to one netCDF file (streamed, so memory stays bounded).",
         epilog=EXAMPLE,
+        argument_default=argparse.SUPPRESS,
     )
     parser.add_argument("--checkpoint", type=Path, required=True, help="a 'surrogate fit' .ckpt")
     parser.add_argument("--data", type=Path, help="campaign file (netCDF4/HDF5)")
@@ -67,29 +40,26 @@ def explain_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--methods",
         nargs="+",
-        default=["cam", "hirescam", "layercam"],
         help=f"any of {', '.join(METHODS)}, or polycam for its three variants "
-        "(space- or comma-separated; default: cam hirescam layercam)",
+        f"(space- or comma-separated; default: {' '.join(DEFAULT_METHODS)})",
     )
     parser.add_argument("--layer", help="module to explain (default: the last spatial layer)")
     parser.add_argument(
-        "--interpolation",
-        default="none,bilinear",
-        help=f"comma-separated, from {', '.join(MODES)} (default: none,bilinear)",
+        "--interpolation", help=f"comma-separated, from {', '.join(MODES)} (default: none,bilinear)"
     )
     parser.add_argument(
         "--samples",
-        default="all",
-        help="START:STOP, N (the first N), i,j,k, all, or train/val/test (the checkpoint's split)",
+        help="START:STOP, N (the first N), i,j,k, all (default), or train/val/test "
+        "(the checkpoint's split)",
     )
-    parser.add_argument("--batch-size", type=int, default=64, help="designs per pass")
+    parser.add_argument("--batch-size", type=int, help="designs per pass (default 64)")
     parser.add_argument("--relu", action="store_true", help="keep only positive attributions")
     parser.add_argument(
         "--normalise", action="store_true", help="scale each map to a largest magnitude of 1"
     )
     parser.add_argument("--plots", type=Path, help="folder for per-design figures (PNG and PDF)")
-    parser.add_argument("--plot-samples", type=int, default=4, help="designs to plot (default 4)")
-    parser.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda")
+    parser.add_argument("--plot-samples", type=int, help="designs to plot (default 4)")
+    parser.add_argument("--device", help="auto (GPU when present; default), cpu or cuda")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     parser.add_argument(
         "--list-layers", action="store_true", help="list candidate layers and their resolution"
@@ -97,28 +67,9 @@ def explain_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def resolve_device(name: str) -> str:
-    import torch
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError(f"--device {name}: no CUDA device is available")
-    if name != "cpu" and not name.startswith("cuda"):
-        raise InputError(f"--device {name!r}: expected auto, cpu or cuda[:N]")
-    return name
-
-
 def list_layers(model, shape: tuple[int, int]) -> None:
-    from explain.api import candidate_layers, default_layer, pyramid_layers
+    """Print the candidate layers of ``model`` for an input grid ``shape``."""
+    from explain.layers import candidate_layers, default_layer, pyramid_layers
 
     default, pyramid = default_layer(model, shape), pyramid_layers(model, shape)
     print(f"candidate layers for a {shape[0]}x{shape[1]} input (name, channels, map size):")
@@ -133,95 +84,108 @@ def list_layers(model, shape: tuple[int, int]) -> None:
 
 
 def explain_command(args: Sequence[str]) -> int:
-    """Run ``surrogate explain``; returns the exit status."""
-    opts = explain_parser().parse_args(args)
-    from data.campaign import open_campaign
-    from surrogate.checkpoint import model_from_checkpoint, read_checkpoint
-
-    ckpt = read_checkpoint(opts.checkpoint)
-    model = model_from_checkpoint(ckpt, opts.checkpoint)
-    splits = {
-        key.removeprefix("split_"): value
-        for key, value in ckpt.get("CampaignDataModule", {}).items()
-        if key.startswith("split_")
-    }
-    del ckpt
-    grid = tuple(int(n) for n in getattr(model, "grid_shape", (0, 0)))
-    if opts.list_layers:
-        list_layers(model, grid)
+    """Run ``surrogate explain`` from command-line arguments; returns the exit status."""
+    opts = vars(explain_parser().parse_args(args))
+    if opts.pop("list_layers", False):
+        model, _ = load_checkpoint(opts["checkpoint"])
+        list_layers(model, tuple(int(n) for n in getattr(model, "grid_shape", (0, 0))))
         return 0
-    if opts.data is None or opts.out is None:
+    if "data" not in opts or "out" not in opts:
         raise InputError("--data and --out are required (unless --list-layers)")
-    if opts.out.suffix != ".nc":
-        raise InputError(f"{opts.out}: --out must be a .nc file")
-    if opts.out.exists() and not opts.overwrite:
-        raise InputError(f"{opts.out}: output file already exists; pass --overwrite to replace it")
-    campaign = open_campaign(opts.data)
-    try:
-        return _run(opts, model, grid, campaign, splits)
-    finally:
-        campaign.close()
+    if "methods" in opts:
+        opts["methods"] = split_names(opts["methods"])
+    if "interpolation" in opts:
+        opts["interpolation"] = split_names([opts["interpolation"]])
+    explain_designs(**opts)
+    return 0
 
 
-def _run(opts: argparse.Namespace, model, grid: tuple[int, int], campaign, splits) -> int:
-    from data.campaign import software_version
+def explain_designs(
+    checkpoint: Path,
+    data: Path,
+    out: Path,
+    *,
+    methods: Sequence[str] = DEFAULT_METHODS,
+    samples: str = "all",
+    layer: str | None = None,
+    interpolation: Sequence[str] = ("none", "bilinear"),
+    batch_size: int = 64,
+    relu: bool = False,
+    normalise: bool = False,
+    plots: Path | None = None,
+    plot_samples: int = 4,
+    device: str = "auto",
+    overwrite: bool = False,
+) -> Path:
+    """Maps of a checkpoint's predictions for the designs ``samples`` of a campaign, to ``out``.
+
+    The maps stream to one netCDF file batch by batch (memory bounded by ``batch_size``);
+    ``plots`` gets figures of the first ``plot_samples`` designs. Returns ``out``.
+    """
+    out = Path(out)
+    if out.suffix != ".nc":
+        raise InputError(f"{out}: --out must be a .nc file")
+    if batch_size < 1 or plot_samples < 0:
+        raise InputError("--batch-size must be >= 1 and --plot-samples >= 0")
+    check_outputs([out], overwrite)
     from explain.api import Explainer
+
+    checkpoint, data = Path(checkpoint), Path(data)
+    with open_inputs(checkpoint, data) as inputs:
+        selected = inputs.select(samples)
+        explainer = Explainer(
+            inputs.model,
+            inputs.shape,
+            methods=list(methods),
+            layer=layer,
+            interpolation=list(interpolation),
+            relu=relu,
+            normalise=normalise,
+            device=resolve_device(device),
+        )
+        _write_maps(inputs, explainer, selected, (checkpoint, data, out), batch_size, overwrite)
+        if plots is not None and plot_samples:
+            written = plot_designs(out, inputs.campaign, Path(plots), plot_samples)
+            print(f"plots: {len(written)} files in {plots}")
+    return out
+
+
+def _write_maps(inputs: Inputs, explainer, selected: np.ndarray, paths, batch_size, overwrite):
+    """Stream the maps of the ``selected`` designs to ``out``, with provenance attributes."""
+    from data.campaign import software_version
     from explain.io import write_batches
 
-    shape = (campaign.sizes["y"], campaign.sizes["x"])
-    if grid != (0, 0) and shape != grid:
-        raise InputError(
-            f"{opts.data}: roughness grid is {shape[0]}x{shape[1]} but checkpoint "
-            f"{opts.checkpoint} was trained on {grid[0]}x{grid[1]}"
-        )
-    if opts.batch_size < 1 or opts.plot_samples < 0:
-        raise InputError("--batch-size must be >= 1 and --plot-samples >= 0")
-    selected = parse_samples(opts.samples, campaign.sizes["sample"], splits)
-    explainer = Explainer(
-        model,
-        shape,
-        methods=split_names(opts.methods),
-        layer=opts.layer,
-        interpolation=split_names([opts.interpolation]),
-        relu=opts.relu,
-        normalise=opts.normalise,
-        device=resolve_device(opts.device),
-    )
-    roughness = campaign["roughness"].variable  # lazy: read batch by batch
-    simulated = campaign["max_vorticity"].variable
+    checkpoint, data, out = paths
+    roughness = inputs.campaign["roughness"].variable  # lazy: read batch by batch
+    simulated = inputs.campaign["max_vorticity"].variable
+    start_time = time.perf_counter()
 
     def batches():
-        start_time = time.perf_counter()
-        for ds in explainer.batches(_Slice(roughness, selected), opts.batch_size, progress=True):
+        for ds in explainer.batches(_Slice(roughness, selected), batch_size, progress=True):
             ids = selected[ds["sample"].values]
             ds = ds.assign_coords(sample=ids)
             ds["simulated"] = ("sample", simulated[ids].values)
             ds["simulated"].attrs.update(units="U_e/delta", long_name="simulated max vorticity")
             explainer.check_cam()
             yield ds
-        batches.seconds = time.perf_counter() - start_time
 
     def provenance() -> dict[str, str | float]:
         return {
             **explainer.attrs(),
-            "checkpoint": str(opts.checkpoint),
-            "checkpoint_sha256": sha256(opts.checkpoint),
-            "campaign": str(opts.data),
+            "checkpoint": str(checkpoint),
+            "checkpoint_sha256": sha256(checkpoint),
+            "campaign": str(data),
             "software": f"roughness-surrogate {software_version()}",
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
 
-    write_batches(opts.out, batches(), len(selected), opts.overwrite, provenance)
-    print(f"maps of {len(selected)} designs -> {opts.out} ({batches.seconds:.1f} s)")
+    write_batches(out, batches(), len(selected), overwrite, provenance)
+    print(f"maps of {len(selected)} designs -> {out} ({time.perf_counter() - start_time:.1f} s)")
     if "cam" in explainer.methods:
         print(
             f"CAM check: |prediction - bias - sum(map)| <= {explainer.cam_residual:.2e} U_e/delta "
             f"(relative {explainer.cam_relative_residual:.1e})"
         )
-    if opts.plots is not None and opts.plot_samples:
-        written = plot_designs(opts.out, campaign, opts.plots, opts.plot_samples)
-        print(f"plots: {len(written)} files in {opts.plots}")
-    return 0
 
 
 class _Slice:

@@ -1,4 +1,4 @@
-"""Plain-argparse subcommands of ``surrogate`` that need no Lightning (``simulate``)."""
+"""``surrogate simulate``: a campaign from the reduced-order physics model, streamed to netCDF."""
 
 from __future__ import annotations
 
@@ -7,13 +7,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text}")
-    return value
+from train.inputs import positive_int
 
 
 def simulate_parser() -> argparse.ArgumentParser:

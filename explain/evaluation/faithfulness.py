@@ -23,7 +23,7 @@ The normalisation assumes ``f(x) > f(b)`` (deletion falls, insertion rises). Whe
 a deletion curve above 1 (and a large deletion AUC) even when it is exact. Compare methods on
 samples with ``f(x) > f(b)``, or read ``deletion_output`` in ``U_e/delta``.
 
-ROAD (Rong et al. 2022), regression form: see :func:`road` and :func:`noisy_linear_imputation`.
+ROAD lives in :mod:`explain.evaluation.road`; it shares the ranking (:func:`cell_order`).
 
 Every perturbed input goes through the model in forward passes of at most ``chunk`` inputs,
 built lazily one pass at a time, under ``torch.no_grad()``, in eval mode (each submodule's
@@ -33,27 +33,19 @@ Results are float64 tensors on the CPU.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy import sparse
-from scipy.sparse.linalg import spsolve
 from torch import nn
 
 from data.errors import InputError
 from explain.batching import forward_rows, model_device
-from explain.gradient import eval_mode, expand_baseline
+from explain.hooks import eval_mode
+from explain.inputs import expand_baseline, positive_int, roughness_batch
 
-ROAD_PERCENTAGES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 SMALL_CHANGE = 0.1  # flag |f(x) - f(b)| below this many target standard deviations
-# (dy, dx, weight): ROAD's 8-neighbour stencil, 1/6 for edge and 1/12 for diagonal neighbours
-NEIGHBOURS = tuple(
-    (dy, dx, 1 / 12 if dy and dx else 1 / 6) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx
-)
-_SOLVE_FIELDS = 64  # fields per sparse solve: bounds the factorisation's memory
 
 
 @dataclass(frozen=True)
@@ -98,26 +90,6 @@ class RandomReference:
     insertion_auc_std: torch.Tensor
 
 
-@dataclass(frozen=True)
-class RoadScores:
-    """ROAD curves ``(batch, P)`` over ``percentages`` ``(P,)`` and their summaries ``(batch,)``.
-
-    ``morf``/``lerf`` are ``(f(x_p) - f(x)) / scale``; ``*_output`` the raw ``f(x_p)`` in
-    ``U_e/delta``; ``combined = (lerf_mean - morf_mean) / 2``, higher = better attribution.
-    """
-
-    percentages: torch.Tensor
-    morf: torch.Tensor
-    lerf: torch.Tensor
-    morf_output: torch.Tensor
-    lerf_output: torch.Tensor
-    morf_mean: torch.Tensor
-    lerf_mean: torch.Tensor
-    combined: torch.Tensor
-    f_x: torch.Tensor
-    scale: torch.Tensor
-
-
 def smooth_wall(x: torch.Tensor) -> torch.Tensor:
     """The smooth-wall baseline ``h = 0``: zeros shaped like ``x`` ``(batch, 1, y, x)``."""
     return torch.zeros_like(x)
@@ -141,7 +113,7 @@ def blurred(x: torch.Tensor, sigma_cells: float = 4.0) -> torch.Tensor:
     ``scipy.ndimage.gaussian_filter(x, sigma, mode="reflect", truncate=3.0)`` per field.
     ``sigma_cells = 0`` returns a copy of ``x``.
     """
-    _check_field(x, "x")
+    x = roughness_batch(x, "x")
     if not sigma_cells >= 0:
         raise InputError(f"sigma_cells must be >= 0 cells, got {sigma_cells!r}")
     radius = int(3 * sigma_cells + 0.5)
@@ -156,6 +128,10 @@ def blurred(x: torch.Tensor, sigma_cells: float = 4.0) -> torch.Tensor:
     return F.conv2d(out, kernel.view(1, 1, 1, -1))
 
 
+# Deletion/insertion baselines by name (``surrogate evaluate`` and ``evaluate()`` take names)
+BASELINES = {"smooth-wall": smooth_wall, "blurred": blurred}
+
+
 def cell_order(maps: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """Flat cell indices ``(batch, y * x)`` by decreasing map value, ties in random order."""
     flat = maps.detach().reshape(maps.shape[0], -1).cpu()
@@ -164,7 +140,7 @@ def cell_order(maps: torch.Tensor, generator: torch.Generator | None = None) -> 
     return perm.gather(1, ranked)
 
 
-def _positions(order: torch.Tensor) -> torch.Tensor:
+def positions(order: torch.Tensor) -> torch.Tensor:
     """Inverse of ``order``: each cell's position in the ranking ``(rows, N)``."""
     pos = torch.empty_like(order)
     pos.scatter_(1, order, torch.arange(order.shape[1]).expand_as(order).contiguous())
@@ -177,28 +153,16 @@ def _counts(n_cells: int, steps: int) -> torch.Tensor:
     return (2 * t * n_cells + steps) // (2 * steps)
 
 
-def _check_field(x: torch.Tensor, name: str) -> None:
-    if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != 1:
-        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-        raise InputError(f"{name} must be a tensor (batch, 1, y, x), got {shape}")
-
-
 def _check_target_std(target_std: float | None) -> None:
     if target_std is not None and not target_std > 0:
         raise InputError(f"target_std must be > 0 (U_e/delta) or None, got {target_std!r}")
 
 
-def _positive_int(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InputError(f"{name} must be a positive integer, got {value!r}")
-
-
-def _check_inputs(
+def check_inputs(
     x: torch.Tensor, maps: torch.Tensor | None, baseline: torch.Tensor | None
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Detached ``x`` and the baseline expanded to its shape; ``maps`` checked."""
-    _check_field(x, "x")
-    x = x.detach()
+    """Detached ``x`` ``(batch, 1, y, x)`` and the baseline expanded to it; ``maps`` checked."""
+    x = roughness_batch(x, "x").detach()
     if maps is not None:
         want = (x.shape[0], *x.shape[2:])
         if not isinstance(maps, torch.Tensor) or tuple(maps.shape) != want:
@@ -229,7 +193,7 @@ def _masked_inputs(
     job_k = torch.cat([job_k, inner.repeat(rows), inner.repeat(rows)])
     job_ins = torch.arange(job_row.shape[0]) >= 2 * rows + rows * (steps - 1)
     device, shape = x.device, x.shape[1:]
-    pos = _positions(order).to(device=device, dtype=torch.int32)
+    pos = positions(order).to(device=device, dtype=torch.int32)
     xf, bf = x.reshape(x.shape[0], -1), b.reshape(b.shape[0], -1)
 
     def pieces() -> Iterator[torch.Tensor]:
@@ -316,9 +280,9 @@ def deletion_insertion(
     Returns:
         :class:`FaithfulnessCurves` (see the module docstring for the definitions).
     """
-    x, b = _check_inputs(x, maps, baseline)
-    _positive_int("steps", steps)
-    _positive_int("chunk", chunk)
+    x, b = check_inputs(x, maps, baseline)
+    positive_int("steps", steps)
+    positive_int("chunk", chunk)
     _check_target_std(target_std)
     order = cell_order(maps, generator)
     deletion, insertion = _curve_outputs(model, x, b, order, steps, chunk)
@@ -340,10 +304,10 @@ def random_reference(
     The same definitions as :func:`deletion_insertion`; all permutations of all samples go
     through the model together, in passes of at most ``chunk`` inputs.
     """
-    x, b = _check_inputs(x, None, baseline)
-    _positive_int("steps", steps)
-    _positive_int("permutations", permutations)
-    _positive_int("chunk", chunk)
+    x, b = check_inputs(x, None, baseline)
+    positive_int("steps", steps)
+    positive_int("permutations", permutations)
+    positive_int("chunk", chunk)
     rows, n_cells = permutations * x.shape[0], x.shape[2] * x.shape[3]
     # float64 keys: ties (which would favour low indices) are vanishingly rare
     order = torch.rand(rows, n_cells, generator=generator, dtype=torch.float64).argsort(dim=1)
@@ -377,8 +341,8 @@ def deletion_insertion_loop(
     forward passes of one input per sample; same ranking (same ``generator`` state, same
     ties) and same normalisation. Slow; for tests and benchmarks.
     """
-    x, b = _check_inputs(x, maps, baseline)
-    _positive_int("steps", steps)
+    x, b = check_inputs(x, maps, baseline)
+    positive_int("steps", steps)
     _check_target_std(target_std)
     order = cell_order(maps, generator)
     batch, n_cells = order.shape
@@ -395,181 +359,3 @@ def deletion_insertion_loop(
                 for kind, field in enumerate((deleted, inserted)):
                     outputs[kind, i, t] = model(field.view(1, *x.shape[1:])).item()
     return _curves(outputs[0], outputs[1], n_cells, target_std)
-
-
-def _imputation_system(
-    values: np.ndarray, removed: np.ndarray
-) -> tuple[sparse.csc_matrix, np.ndarray]:
-    """``L u = r`` for the removed cells of fields ``(n, y, x)``, block-diagonal over fields.
-
-    ``L`` is the weighted graph Laplacian restricted to the unknowns: diagonal = sum of the
-    weights of the in-grid neighbours, ``-w`` to each removed neighbour; ``r`` = weighted sum
-    of the known neighbours. Unknowns are numbered in C order of ``np.nonzero(removed)``.
-    """
-    s, y, x = np.nonzero(removed)
-    m = s.shape[0]
-    index = np.full(removed.shape, -1)
-    index[s, y, x] = np.arange(m)
-    diag, rhs = np.zeros(m), np.zeros(m)
-    rows, cols, vals = [np.arange(m)], [np.arange(m)], []
-    for dy, dx, w in NEIGHBOURS:
-        ny, nx = y + dy, x + dx
-        i = np.nonzero((ny >= 0) & (ny < removed.shape[1]) & (nx >= 0) & (nx < removed.shape[2]))
-        i = i[0]
-        diag[i] += w
-        unknown = removed[s[i], ny[i], nx[i]]
-        iu, ik = i[unknown], i[~unknown]
-        rows.append(iu)
-        cols.append(index[s[iu], ny[iu], nx[iu]])
-        vals.append(np.full(iu.shape[0], -w))
-        rhs[ik] += w * values[s[ik], ny[ik], nx[ik]]
-    data = np.concatenate([diag, *vals])
-    matrix = sparse.csc_matrix((data, (np.concatenate(rows), np.concatenate(cols))), (m, m))
-    return matrix, rhs
-
-
-def noisy_linear_imputation(
-    fields: torch.Tensor,
-    removed: torch.Tensor,
-    *,
-    noise_std: float = 0.01,
-    generator: torch.Generator | None = None,
-) -> torch.Tensor:
-    """ROAD's noisy linear imputation of the ``removed`` cells of fields ``(n, y, x)``.
-
-    Each removed cell becomes the weighted mean of its in-grid 8 neighbours (1/6 edge, 1/12
-    diagonal, normalised by the weights present), solved jointly for all removed cells of a
-    field (unknown neighbours coupled, known ones on the right-hand side) with a direct
-    sparse solve of the block-diagonal system of up to 64 fields at a time. The system is
-    symmetric positive definite whenever a field keeps at least one known cell (every
-    8-connected group of removed cells then borders a known cell). A field with every cell
-    removed has nothing to impute from and is filled with ``0`` (the smooth wall).
-
-    Gaussian noise of standard deviation ``noise_std`` times the field's own standard
-    deviation (over all its cells, before removal) is added to the imputed cells only; ROAD
-    used 0.01 on unit-variance images. Known cells are returned unchanged.
-
-    Returns:
-        Imputed fields ``(n, y, x)``, dtype and device of ``fields``.
-    """
-    if fields.dim() != 3 or removed.shape != fields.shape:
-        raise InputError(
-            f"fields (n, y, x) and removed of the same shape expected, got "
-            f"{tuple(fields.shape)} and {tuple(removed.shape)}"
-        )
-    if not noise_std >= 0:
-        raise InputError(f"noise_std must be >= 0 (fraction of the field's std), got {noise_std}")
-    values = fields.detach().to("cpu", torch.float64).numpy()
-    mask = removed.detach().to("cpu", torch.bool).numpy().copy()
-    out = values.copy()
-    full = mask.all(axis=(1, 2))
-    out[full] = 0.0
-    mask[full] = False
-    for start in range(0, values.shape[0], _SOLVE_FIELDS):
-        part = slice(start, start + _SOLVE_FIELDS)
-        if mask[part].any():
-            matrix, rhs = _imputation_system(values[part], mask[part])
-            out[part][mask[part]] = spsolve(matrix, rhs)
-    mask[full] = True
-    if noise_std > 0:
-        sigma = noise_std * values.std(axis=(1, 2))
-        noise = torch.randn(values.shape, generator=generator, dtype=torch.float64).numpy()
-        out += np.where(mask, sigma[:, None, None] * noise, 0.0)
-    return torch.from_numpy(out).to(device=fields.device, dtype=fields.dtype)
-
-
-def road(
-    model: nn.Module,
-    x: torch.Tensor,
-    maps: torch.Tensor,
-    *,
-    percentages: Sequence[float] = ROAD_PERCENTAGES,
-    noise_std: float = 0.01,
-    scale: float | torch.Tensor | None = None,
-    chunk: int = 1024,
-    generator: torch.Generator | None = None,
-) -> RoadScores:
-    """ROAD (Rong et al. 2022), regression form: MoRF and LeRF with noisy linear imputation.
-
-    For each fraction ``p``, ``k = round(p N)`` cells (halves up) are removed and imputed
-    with :func:`noisy_linear_imputation`: MoRF removes the ``k`` highest-ranked cells of the
-    map, LeRF the ``k`` lowest (ties in random order, as for deletion). ROAD scores the class
-    probability; for a regression output the score is the change relative to the
-    unperturbed prediction, ``r(p) = (f(x_p) - f(x)) / scale``, signed (a good map makes
-    MoRF fall and leaves LeRF near 0 or above). ``combined = (mean_p LeRF - mean_p MoRF) / 2``
-    as in ROAD, in the convention higher = better attribution; ``f(x)`` cancels in it.
-
-    Args:
-        model: Any module mapping ``(batch, 1, y, x)`` to ``(batch,)``.
-        x: Roughness ``(batch, 1, y, x)`` in delta.
-        maps: Attributions ``(batch, y, x)``; larger = more relevant.
-        percentages: Fractions ``p`` in ``[0, 1]`` of cells removed.
-        noise_std: Imputation noise as a fraction of each field's standard deviation.
-        scale: ``U_e/delta``; a number (e.g. the target std ``sigma_y``) or ``(batch,)``.
-            Default ``|f(x)|`` per sample, so ``r`` is a fraction of the prediction. Scores
-            are NaN where the scale is 0.
-        chunk: Largest number of inputs per forward pass (and of fields per imputation).
-        generator: Source of the tie-breaking and the noise (CPU generator).
-    """
-    x, _ = _check_inputs(x, maps, None)
-    _positive_int("chunk", chunk)
-    p = torch.as_tensor(list(percentages), dtype=torch.float64)
-    if p.dim() != 1 or not p.numel() or not ((p >= 0) & (p <= 1)).all():
-        raise InputError(f"percentages must be fractions in [0, 1], got {list(percentages)}")
-    batch, n_cells = x.shape[0], x.shape[2] * x.shape[3]
-    pos = _positions(cell_order(maps, generator))
-    counts = torch.floor(p * n_cells + 0.5).long()
-    # jobs (percentage, MoRF/LeRF, sample) in that order
-    job_k = counts.repeat_interleave(2 * batch)
-    job_lerf = torch.arange(2).repeat_interleave(batch).repeat(p.numel()).bool()
-    job_sample = torch.arange(batch).repeat(2 * p.numel())
-    device = model_device(model, x.device)
-    fields = x[:, 0].to("cpu")
-
-    def pieces() -> Iterator[torch.Tensor]:
-        yield x.to(device)
-        for start in range(0, job_k.shape[0], chunk):
-            k, lerf = job_k[start : start + chunk, None], job_lerf[start : start + chunk, None]
-            sample = job_sample[start : start + chunk]
-            removed = torch.where(lerf, pos[sample] >= n_cells - k, pos[sample] < k)
-            imputed = noisy_linear_imputation(
-                fields[sample], removed.view(-1, *x.shape[2:]), noise_std=noise_std,
-                generator=generator,
-            )  # fmt: skip
-            yield imputed.to(device)[:, None]
-
-    with eval_mode(model), torch.no_grad():
-        out = forward_rows(model, pieces(), chunk).to("cpu", torch.float64)
-    return _road_scores(p, out[:batch], out[batch:].view(-1, 2, batch), scale)
-
-
-def _road_scores(
-    p: torch.Tensor, f_x: torch.Tensor, outputs: torch.Tensor, scale: float | torch.Tensor | None
-) -> RoadScores:
-    """Scores from ``f(x)`` ``(batch,)`` and outputs ``(P, MoRF/LeRF, batch)``."""
-    if scale is None:
-        scale_t = f_x.abs()
-    else:
-        scale_t = torch.as_tensor(scale, dtype=torch.float64).cpu().expand_as(f_x)
-    if (scale_t < 0).any() or not torch.isfinite(scale_t).all():
-        raise InputError(f"scale must be finite and >= 0 (U_e/delta), got {scale!r}")
-    safe = torch.where(scale_t > 0, scale_t, torch.ones_like(scale_t))[:, None]
-
-    def score(out: torch.Tensor) -> torch.Tensor:
-        r = (out - f_x[:, None]) / safe
-        return torch.where(scale_t[:, None] > 0, r, torch.nan)
-
-    morf_out, lerf_out = outputs[:, 0].T, outputs[:, 1].T
-    morf, lerf = score(morf_out), score(lerf_out)
-    return RoadScores(
-        percentages=p,
-        morf=morf,
-        lerf=lerf,
-        morf_output=morf_out,
-        lerf_output=lerf_out,
-        morf_mean=morf.mean(dim=1),
-        lerf_mean=lerf.mean(dim=1),
-        combined=(lerf.mean(dim=1) - morf.mean(dim=1)) / 2,
-        f_x=f_x,
-        scale=scale_t,
-    )

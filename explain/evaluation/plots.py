@@ -9,6 +9,7 @@ import numpy as np
 
 from data.figures import save_figure
 from explain.catalogue import METHODS
+from explain.evaluation import table as keys
 
 
 def _style(method: str) -> dict:
@@ -22,11 +23,12 @@ def curves_plot(ev, stem: Path) -> list[Path]:
         2, len(baselines), figsize=(4.6 * len(baselines), 7), squeeze=False, sharex=True
     )
     steps = np.linspace(0, 1, ev.settings["steps"] + 1)
+    column = {"deletion": keys.deletion, "insertion": keys.insertion}
     for j, b in enumerate(baselines):
         for i, kind in enumerate(("deletion", "insertion")):
             ax = axes[i, j]
             for m, method in enumerate(ev.methods):
-                auc = ev.table[method][f"{kind}/{b}"]
+                auc = ev.table[method][column[kind](b)]
                 ax.plot(
                     steps, ev.curves[b][kind][m], label=f"{method} ({auc:.3f})", **_style(method)
                 )

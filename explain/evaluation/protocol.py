@@ -17,16 +17,15 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from data.errors import InputError
 from explain.api import Explainer
 from explain.catalogue import METHODS
-from explain.evaluation import faithfulness as fa
+from explain.evaluation import table as keys
+from explain.evaluation.faithfulness import BASELINES, deletion_insertion, random_reference
 from explain.evaluation.groundtruth import ground_truth_scores
-from explain.evaluation.sanity import MEASURES, data_randomisation, model_randomisation, passes
+from explain.evaluation.road import road
+from explain.evaluation.sanity import data_randomisation, model_randomisation
 
-BASELINES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "smooth-wall": fa.smooth_wall,
-    "blurred": fa.blurred,
-}
 GT_FRACTION = 0.1  # the top-10% mask of |truth| used in the table
 
 
@@ -60,16 +59,109 @@ class Evaluation:
     settings: dict[str, object] = field(default_factory=dict)
 
 
-def _maps_fn(methods: Sequence[str], layer: str, shape: tuple[int, int], **options):
-    """``explain_fn(model, x) -> {method: (B, Y, X)}`` on the input grid, for the sanity checks."""
+def _maps_fn(
+    methods: Sequence[str], layer: str, shape: tuple[int, int], interpolation: str, **options
+) -> Callable[[nn.Module, torch.Tensor], dict[str, torch.Tensor]]:
+    """``explain_fn(model, x) -> {method: (B, Y, X)}`` on the input grid, for the sanity checks.
+
+    The maps reach the input grid by the same ``interpolation`` as every other score.
+    """
 
     def explain_fn(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        explainer = Explainer(model, shape, methods, layer, ("bilinear",), **options)
-        ds = explainer.batch(x)
-        maps = torch.from_numpy(ds["attribution"].values[:, :, 0])
-        return {m: maps[:, i] for i, m in enumerate(explainer.methods)}
+        explainer = Explainer(model, shape, methods, layer, (interpolation,), **options)
+        _, native = explainer.maps(x)
+        full = explainer.on_input_grid(native, interpolation)
+        return {m: full[:, i] for i, m in enumerate(explainer.methods)}
 
     return explain_fn
+
+
+class _Scores:
+    """Per-design scores ``{key: (method, sample)}``, NaN until written."""
+
+    def __init__(self, methods: int, samples: int) -> None:
+        self.shape = (methods, samples)
+        self.values: dict[str, np.ndarray] = {}
+
+    def put(self, key: str, m: int, rows: slice | np.ndarray, values: object) -> None:
+        if key not in self.values:
+            self.values[key] = np.full(self.shape, np.nan)
+        self.values[key][m, rows] = np.asarray(values, dtype=np.float64)
+
+
+@dataclass
+class _Setup:
+    """What every batch of :func:`evaluate` shares."""
+
+    model: nn.Module
+    explainer: Explainer
+    interpolation: str
+    baselines: Sequence[str]
+    steps: int
+    road_percentages: tuple[float, ...]
+    target_std: float | None
+    chunk: int
+    generator: torch.Generator
+
+
+def _faithfulness(
+    s: _Setup, x: torch.Tensor, maps: torch.Tensor, m: int, rows: slice, out: _Scores, curves
+) -> None:
+    """Deletion/insertion on every baseline and ROAD of one method's maps ``(B, Y, X)``."""
+    for b in s.baselines:
+        c = deletion_insertion(
+            s.model, x, maps, BASELINES[b](x), steps=s.steps, chunk=s.chunk,
+            generator=s.generator, target_std=s.target_std,
+        )  # fmt: skip
+        out.put(keys.deletion_auc(b), m, rows, c.deletion_auc.cpu())
+        out.put(keys.insertion_auc(b), m, rows, c.insertion_auc.cpu())
+        out.put(keys.small_change(b), m, rows, c.small_change.cpu())
+        ok = ~c.small_change.cpu().numpy()
+        curves[b]["deletion"][m] += c.deletion.cpu().numpy()[ok].sum(0)
+        curves[b]["insertion"][m] += c.insertion.cpu().numpy()[ok].sum(0)
+        curves[b]["count"][m] += ok.sum()
+    r = road(
+        s.model, x, maps, percentages=s.road_percentages, chunk=s.chunk,
+        generator=s.generator, scale=s.target_std,
+    )  # fmt: skip
+    out.put(keys.ROAD_MORF, m, rows, r.morf_mean.cpu())
+    out.put(keys.ROAD_LERF, m, rows, r.lerf_mean.cpu())
+    out.put(keys.ROAD_COMBINED, m, rows, r.combined.cpu())
+
+
+def _ground_truth(
+    method: str, maps: np.ndarray, native: np.ndarray | None, truth, margin, m, rows, out
+) -> None:
+    """Agreement of one method's maps with the exact contribution of a synthetic campaign."""
+    gt = ground_truth_scores(
+        maps, truth, margin, maps_native=native, rectified=METHODS[method].rectified,
+        fractions=(GT_FRACTION,),
+    )  # fmt: skip
+    idx = np.arange(rows.start, rows.stop)[gt.kept]
+    out.put(keys.GT_SPEARMAN_INPUT, m, idx, gt.spearman_input)
+    if gt.spearman_native is not None:
+        out.put(keys.GT_SPEARMAN_NATIVE, m, idx, gt.spearman_native)
+    out.put(keys.GT_RMA, m, idx, gt.rma[GT_FRACTION])
+    out.put(keys.GT_RRA, m, idx, gt.rra[GT_FRACTION])
+    out.put(keys.GT_POINTING, m, idx, gt.pointing[GT_FRACTION])
+    out.put(keys.GT_IOU, m, idx, gt.iou_mean)
+
+
+def _random_reference(s: _Setup, x_all: torch.Tensor, k: int, batch_size: int, permutations: int):
+    """Random-order AUCs ``{baseline: {"deletion_auc"|"insertion_auc": (k,)}}``."""
+    random: dict[str, dict[str, np.ndarray]] = {}
+    for b in s.baselines:
+        parts: dict[str, list[np.ndarray]] = {"deletion_auc": [], "insertion_auc": []}
+        for start in range(0, k, batch_size):
+            x = x_all[start : min(start + batch_size, k)].to(s.explainer.device)
+            ref = random_reference(
+                s.model, x, BASELINES[b](x), steps=s.steps, permutations=permutations,
+                chunk=s.chunk, generator=s.generator,
+            )  # fmt: skip
+            parts["deletion_auc"].append(ref.deletion_auc_mean.cpu().numpy())
+            parts["insertion_auc"].append(ref.insertion_auc_mean.cpu().numpy())
+        random[b] = {key: np.concatenate(v) for key, v in parts.items()}
+    return random
 
 
 def evaluate(
@@ -105,9 +197,9 @@ def evaluate(
         target_std: Standard deviation of the target, to flag designs whose output barely
             changes between input and baseline (``|f(x) - f(b)| < 0.1 sigma``).
         layer: Layer of the layer methods; default the model's last spatial layer.
-        interpolation: How layer maps reach the input grid for the perturbation scores.
+        interpolation: How layer maps reach the input grid, for every score (sanity included).
         steps: Deletion/insertion steps (``steps + 1`` points per curve).
-        baselines: Names from :data:`BASELINES`.
+        baselines: Names from :data:`explain.evaluation.faithfulness.BASELINES`.
         random_permutations: Random orders per design for the reference AUC.
         random_samples: Designs (the first ones) used for the random reference; default all.
         road_percentages: Fractions of cells ROAD removes.
@@ -122,96 +214,43 @@ def evaluate(
     n, shape = len(x_all), tuple(x_all.shape[-2:])
     explainer = Explainer(model, shape, methods, layer, (interpolation,), chunk=chunk)
     methods = explainer.methods
-    device = explainer.device
-    generator = torch.Generator(device="cpu").manual_seed(seed)
-    per: dict[str, np.ndarray] = {}
-
-    def put(name: str, m: int, rows: slice, values) -> None:
-        if name not in per:
-            per[name] = np.full((len(methods), n), np.nan)
-        per[name][m, rows] = np.asarray(values, dtype=np.float64)
-
+    unknown = [b for b in baselines if b not in BASELINES]
+    if unknown:
+        raise InputError(f"unknown baseline(s) {unknown}; choose from {list(BASELINES)}")
+    s = _Setup(
+        model, explainer, interpolation, list(baselines), steps, tuple(road_percentages),
+        target_std, chunk, torch.Generator(device="cpu").manual_seed(seed),
+    )  # fmt: skip
+    out = _Scores(len(methods), n)
     zeros = np.zeros((len(methods), steps + 1))
-    curve_sums = {b: {"deletion": zeros.copy(), "insertion": zeros.copy()} for b in baselines}
-    curve_counts = {b: np.zeros(len(methods)) for b in baselines}
-    starts = range(0, n, batch_size)
-    for start in tqdm(starts, desc="scoring", unit="batch", disable=not progress):
-        rows = slice(start, min(start + batch_size, n))
-        x = x_all[rows].to(device)
-        ds = explainer.batch(x)
-        maps = torch.from_numpy(ds["attribution"].values[:, :, 0]).to(device)
-        native = ds["attribution_native"] if "attribution_native" in ds else None
-        base = {b: BASELINES[b](x) for b in baselines}
-        for m, method in enumerate(methods):
-            for b in baselines:
-                c = fa.deletion_insertion(
-                    model, x, maps[:, m], base[b], steps=steps, chunk=chunk,
-                    generator=generator, target_std=target_std,
-                )  # fmt: skip
-                put(f"deletion_auc/{b}", m, rows, c.deletion_auc.cpu())
-                put(f"insertion_auc/{b}", m, rows, c.insertion_auc.cpu())
-                put(f"small_change/{b}", m, rows, c.small_change.cpu())
-                ok = ~c.small_change.cpu().numpy()
-                curve_sums[b]["deletion"][m] += c.deletion.cpu().numpy()[ok].sum(0)
-                curve_sums[b]["insertion"][m] += c.insertion.cpu().numpy()[ok].sum(0)
-                curve_counts[b][m] += ok.sum()
-            r = fa.road(
-                model, x, maps[:, m], percentages=tuple(road_percentages), chunk=chunk,
-                generator=generator, scale=target_std,
-            )  # fmt: skip
-            put("road_morf", m, rows, r.morf_mean.cpu())
-            put("road_lerf", m, rows, r.lerf_mean.cpu())
-            put("road_combined", m, rows, r.combined.cpu())
-            if truth is not None:
-                native_maps = None
-                if native is not None and method in native["layer_method"].values:
-                    native_maps = native.sel(layer_method=method).values
-                gt = ground_truth_scores(
-                    maps[:, m].cpu().numpy(), np.asarray(truth[rows]),
-                    np.asarray(peak_margin[rows]), maps_native=native_maps,
-                    rectified=METHODS[method].rectified, fractions=(GT_FRACTION,),
-                )  # fmt: skip
-                idx = np.arange(n)[rows][gt.kept]
-                put("gt_spearman_input", m, idx, gt.spearman_input)
-                if gt.spearman_native is not None:
-                    put("gt_spearman_native", m, idx, gt.spearman_native)
-                put("gt_rma", m, idx, gt.rma[GT_FRACTION])
-                put("gt_rra", m, idx, gt.rra[GT_FRACTION])
-                put("gt_pointing", m, idx, gt.pointing[GT_FRACTION])
-                put("gt_iou", m, idx, gt.iou_mean)
     curves = {
-        b: {k: v / np.maximum(curve_counts[b], 1)[:, None] for k, v in sums.items()}
-        for b, sums in curve_sums.items()
+        b: {"deletion": zeros.copy(), "insertion": zeros.copy(), "count": np.zeros(len(methods))}
+        for b in baselines
     }
-
+    for start in tqdm(range(0, n, batch_size), desc="scoring", unit="batch", disable=not progress):
+        rows = slice(start, min(start + batch_size, n))
+        x = x_all[rows].to(explainer.device)
+        _, native = explainer.maps(x)
+        maps = explainer.on_input_grid(native, interpolation)
+        for m, method in enumerate(methods):
+            _faithfulness(s, x, maps[:, m], m, rows, out, curves)
+            if truth is not None:
+                at_layer = METHODS[method].resolution == "layer"
+                _ground_truth(
+                    method, maps[:, m].cpu().numpy(),
+                    native[method].cpu().numpy() if at_layer else None,
+                    np.asarray(truth[rows]), np.asarray(peak_margin[rows]), m, rows, out,
+                )  # fmt: skip
+    mean_curves = {
+        b: {k: c[k] / np.maximum(c["count"], 1)[:, None] for k in ("deletion", "insertion")}
+        for b, c in curves.items()
+    }
     k = min(n, random_samples or n)
-    random: dict[str, dict[str, np.ndarray]] = {}
-    for b in baselines:
-        parts = {"deletion_auc": [], "insertion_auc": []}
-        for start in range(0, k, batch_size):
-            x = x_all[start : min(start + batch_size, k)].to(device)
-            ref = fa.random_reference(
-                model, x, BASELINES[b](x), steps=steps, permutations=random_permutations,
-                chunk=chunk, generator=generator,
-            )  # fmt: skip
-            parts["deletion_auc"].append(ref.deletion_auc_mean.cpu().numpy())
-            parts["insertion_auc"].append(ref.insertion_auc_mean.cpu().numpy())
-        random[b] = {key: np.concatenate(v) for key, v in parts.items()}
-
-    result = Evaluation(methods, n, per, curves, random)
-    s = min(n, sanity_samples)
-    if s:
-        x = x_all[:s].to(device)
-        explain_fn = _maps_fn(methods, explainer.layer, shape, chunk=chunk)
-        if progress:
-            print(f"model randomisation on {s} designs (cascading, then independent)")
-        result.cascade = model_randomisation(model, x, explain_fn, mode="cascading", seed=seed)
-        result.independent = model_randomisation(
-            model, x, explain_fn, mode="independent", seed=seed
-        )
-        if randomised_model is not None:
-            other = copy.deepcopy(randomised_model).to(device)
-            result.data_random = data_randomisation(explain_fn(model, x), explain_fn(other, x))
+    random = _random_reference(s, x_all, k, batch_size, random_permutations)
+    result = Evaluation(methods, n, out.values, mean_curves, random)
+    sanity = min(n, sanity_samples)
+    if sanity:
+        _sanity(result, s, x_all[:sanity], randomised_model, seed, progress)
     result.settings = {
         "samples": n,
         "layer": explainer.layer,
@@ -221,73 +260,33 @@ def evaluate(
         "random_permutations": random_permutations,
         "random_samples": k,
         "road_percentages": [float(p) for p in road_percentages],
-        "sanity_samples": s,
+        "sanity_samples": sanity,
         "seed": seed,
         "target_std": target_std,
         "ground_truth": truth is not None,
         "data_randomisation": randomised_model is not None,
     }
-    result.table = summarise(result)
+    result.table = keys.summarise(result)
     return result
 
 
-def _mean(v: np.ndarray) -> float:
-    v = v[np.isfinite(v)]
-    return float(v.mean()) if v.size else float("nan")
-
-
-def _sem(v: np.ndarray) -> float:
-    v = v[np.isfinite(v)]
-    return float(v.std(ddof=1) / np.sqrt(v.size)) if v.size > 1 else float("nan")
-
-
-def summarise(ev: Evaluation) -> dict[str, dict[str, float]]:
-    """Per-method means (and standard errors) of every score, and each sanity verdict."""
-    table: dict[str, dict[str, float]] = {}
-    for m, method in enumerate(ev.methods):
-        row: dict[str, float] = {}
-        for b in ev.settings["baselines"]:
-            flagged = ev.per_sample[f"small_change/{b}"][m] > 0
-            dele = np.where(flagged, np.nan, ev.per_sample[f"deletion_auc/{b}"][m])
-            ins = np.where(flagged, np.nan, ev.per_sample[f"insertion_auc/{b}"][m])
-            row[f"deletion/{b}"], row[f"insertion/{b}"] = _mean(dele), _mean(ins)
-            row[f"ins-del/{b}"], row[f"ins-del_sem/{b}"] = _mean(ins - dele), _sem(ins - dele)
-            rnd = ev.random[b]
-            row[f"random_ins-del/{b}"] = _mean(rnd["insertion_auc"] - rnd["deletion_auc"])
-            row[f"flagged/{b}"] = float(flagged.sum())
-        for name in ("road_morf", "road_lerf", "road_combined"):
-            row[name] = _mean(ev.per_sample[name][m])
-        row["road_combined_sem"] = _sem(ev.per_sample["road_combined"][m])
-        for name in ("gt_spearman_input", "gt_spearman_native", "gt_rma", "gt_rra"):
-            if name in ev.per_sample:
-                row[name] = _mean(ev.per_sample[name][m])
-        for name in ("gt_pointing", "gt_iou"):
-            if name in ev.per_sample:
-                row[name] = _mean(ev.per_sample[name][m])
-        if "gt_spearman_input" in ev.per_sample:
-            row["gt_sem"] = _sem(ev.per_sample["gt_spearman_input"][m])
-            row["gt_excluded"] = float(np.isnan(ev.per_sample["gt_spearman_input"][m]).sum())
-        if ev.cascade is not None:
-            final, over = ev.cascade.final()[method], ev.cascade.over_steps()[method]
-            for measure in MEASURES:
-                row[f"cascade_{measure}"] = over[measure].mean
-                row[f"final_{measure}"] = final[measure].mean
-            row["cascade_pass"] = float(passes(over))
-            worst = _least_sensitive(ev.independent, method)
-            row["independent_max_spearman_abs"] = worst
-        if ev.data_random is not None:
-            for measure in MEASURES:
-                row[f"data_{measure}"] = ev.data_random[method][measure].mean
-            row["data_pass"] = float(passes(ev.data_random[method]))
-        row["recommended_by_design"] = float(METHODS[method].recommended)
-        table[method] = row
-    return table
-
-
-def _least_sensitive(independent, method: str) -> float:
-    """Largest mean Spearman of |maps| over the independent re-initialisations."""
-    if independent is None:
-        return float("nan")
-    values = independent.values[method]["spearman_abs"][1:]
-    means = [np.nanmean(v) if np.isfinite(v).any() else np.nan for v in values]
-    return float(np.nanmax(means)) if np.isfinite(means).any() else float("nan")
+def _sanity(
+    result: Evaluation,
+    s: _Setup,
+    x: torch.Tensor,
+    randomised_model: nn.Module | None,
+    seed: int,
+    progress: bool,
+) -> None:
+    """Model randomisation (cascading, independent) and, given a model, data randomisation."""
+    x = x.to(s.explainer.device)
+    explain_fn = _maps_fn(
+        result.methods, s.explainer.layer, s.explainer.shape, s.interpolation, chunk=s.chunk
+    )
+    if progress:
+        print(f"model randomisation on {len(x)} designs (cascading, then independent)")
+    result.cascade = model_randomisation(s.model, x, explain_fn, mode="cascading", seed=seed)
+    result.independent = model_randomisation(s.model, x, explain_fn, mode="independent", seed=seed)
+    if randomised_model is not None:
+        other = copy.deepcopy(randomised_model).to(s.explainer.device)
+        result.data_random = data_randomisation(explain_fn(s.model, x), explain_fn(other, x))

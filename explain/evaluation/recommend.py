@@ -22,6 +22,8 @@ import numpy as np
 from scipy.stats import rankdata
 
 from explain.catalogue import METHODS
+from explain.evaluation import table as keys
+from explain.evaluation.table import criteria
 
 
 @dataclass
@@ -34,34 +36,27 @@ class Recommendation:
     notes: list[str]
 
 
-def criteria(settings: dict) -> list[str]:
-    """The table columns the ranking uses (higher is better for each)."""
-    cols = [f"ins-del/{b}" for b in settings["baselines"]] + ["road_combined"]
-    if settings.get("ground_truth"):
-        cols += ["gt_spearman_input", "gt_rma"]
-    return cols
-
-
 def recommend(table: dict[str, dict[str, float]], settings: dict) -> Recommendation:
     """Apply the rule of the module docstring to the table that ``evaluate()`` builds."""
     rejected: dict[str, str] = {}
     eligible = []
     for method, row in table.items():
-        if row.get("cascade_pass", 1.0) < 1:
+        if row.get(keys.CASCADE_PASS, 1.0) < 1:
             rejected[method] = (
-                f"fails model randomisation (Spearman |maps| {row['cascade_spearman_abs']:.2f}, "
-                f"SSIM {row['cascade_ssim']:.2f}, mean over the cascade)"
+                f"fails model randomisation (Spearman |maps| "
+                f"{row[keys.cascade('spearman_abs')]:.2f}, SSIM {row[keys.cascade('ssim')]:.2f}, "
+                "mean over the cascade)"
             )
-        elif row.get("data_pass", 1.0) < 1:
+        elif row.get(keys.DATA_PASS, 1.0) < 1:
             rejected[method] = (
-                f"fails data randomisation (Spearman |maps| {row['data_spearman_abs']:.2f}, "
-                f"SSIM {row['data_ssim']:.2f} against the permuted-target model)"
+                f"fails data randomisation (Spearman |maps| {row[keys.data('spearman_abs')]:.2f}, "
+                f"SSIM {row[keys.data('ssim')]:.2f} against the permuted-target model)"
             )
         else:
             worse = [
                 b
                 for b in settings["baselines"]
-                if not row[f"ins-del/{b}"] > row[f"random_ins-del/{b}"]
+                if not row[keys.ins_del(b)] > row[keys.random_ins_del(b)]
             ]
             if worse:
                 rejected[method] = f"no better than random order on baseline(s) {worse}"
@@ -84,8 +79,8 @@ def recommend(table: dict[str, dict[str, float]], settings: dict) -> Recommendat
             m
             for m, _ in ranking[1:]
             if all(
-                table[best][f"ins-del/{b}"] - table[m][f"ins-del/{b}"]
-                <= 2 * np.hypot(table[best][f"ins-del_sem/{b}"], table[m][f"ins-del_sem/{b}"])
+                table[best][keys.ins_del(b)] - table[m][keys.ins_del(b)]
+                <= 2 * np.hypot(table[best][keys.ins_del_sem(b)], table[m][keys.ins_del_sem(b)])
                 for b in settings["baselines"]
             )
         ]
@@ -94,7 +89,7 @@ def recommend(table: dict[str, dict[str, float]], settings: dict) -> Recommendat
                 f"within two standard errors of {best} on insertion - deletion: {', '.join(close)}"
             )
         tops = {
-            b: max(eligible, key=lambda m, b=b: table[m][f"ins-del/{b}"])
+            b: max(eligible, key=lambda m, b=b: table[m][keys.ins_del(b)])
             for b in settings["baselines"]
         }
         if len(set(tops.values())) > 1:

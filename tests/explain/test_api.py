@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from data.errors import InputError
-from explain.api import default_layer, explain, spatial_layers
+from explain.api import explain
 from explain.gradient import gradient_maps
+from explain.layers import default_layer, spatial_layers
 from surrogate import PhysicalSurrogate, RoughnessCNN
 
 

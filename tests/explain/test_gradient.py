@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 from data.errors import InputError
-from explain.gradient import captured, gradient_maps
+from explain.gradient import gradient_maps
+from explain.hooks import captured
 from surrogate import PhysicalSurrogate, RoughnessCNN
 
 X = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]]])  # (1, 1, 2, 2)

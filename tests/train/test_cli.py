@@ -23,7 +23,8 @@ from data.campaign import open_campaign
 from data.datamodule import split_indices
 from surrogate import load_model
 from surrogate.module import SurrogateModule
-from train.cli import LIGHTNING_COMMANDS, main, run_lightning
+from train.cli import LIGHTNING_COMMANDS, main
+from train.lightning import run_lightning
 
 REPO = Path(__file__).resolve().parents[2]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

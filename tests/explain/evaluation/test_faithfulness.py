@@ -1,4 +1,4 @@
-"""Deletion/insertion and ROAD against hand computations, a per-sample loop, scipy, side effects."""
+"""Deletion/insertion (faithfulness.py) and ROAD (road.py): hand cases, a loop, side effects."""
 
 from __future__ import annotations
 
@@ -17,11 +17,10 @@ from explain.evaluation.faithfulness import (
     cell_order,
     deletion_insertion,
     deletion_insertion_loop,
-    noisy_linear_imputation,
     random_reference,
-    road,
     smooth_wall,
 )
+from explain.evaluation.road import noisy_linear_imputation, road
 
 X2 = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]]])  # (1, 1, 2, 2)
 W2 = torch.tensor([[2.0, -1.0], [0.5, 1.0]])  # contributions w x = [[2, -2], [1.5, 4]]

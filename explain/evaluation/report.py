@@ -1,0 +1,137 @@
+"""Writing an evaluation: ``scores.md``, ``scores.csv``, ``scores.nc``, ``summary.json`` and plots.
+
+Each file is written to a temporary name and renamed into place.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from data.atomic import atomic_path
+from explain.catalogue import METHODS
+from explain.evaluation import table as keys
+from explain.evaluation.plots import cascade_plot, curves_plot
+
+OUTPUTS = ("scores.md", "scores.csv", "scores.nc", "summary.json")
+
+
+def _cell(value: float | None, fmt: str | None) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "–"
+    if fmt is None:
+        return "pass" if value >= 1 else "**fail**"
+    return fmt.format(value)
+
+
+def markdown_table(ev, rec) -> str:
+    """The score table of every method, the random-order reference and the recommendation."""
+    s = ev.settings
+    cols = [
+        c for c in keys.display_columns(s["baselines"]) if any(c[0] in r for r in ev.table.values())
+    ]
+    lines = [
+        "| method | " + " | ".join(header for _, header, _ in cols) + " |",
+        "|---|" + "---|" * len(cols),
+    ]
+    for method, row in ev.table.items():
+        name = method if METHODS[method].recommended else f"{method} (nr)"
+        cells = [_cell(row.get(key), fmt) for key, _, fmt in cols]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    first = next(iter(ev.table.values()))
+    rnd = " · ".join(
+        f"random-order ins−del ({b}): {first[keys.random_ins_del(b)]:.3f}" for b in s["baselines"]
+    )
+    lines += ["", rnd, "", recommendation_text(rec)]
+    return "\n".join(lines)
+
+
+def recommendation_text(rec) -> str:
+    if rec.method is None:
+        return (
+            "**Recommendation:** none — no method passes the sanity checks and beats random order."
+        )
+    ranking = ", ".join(f"{m} ({r:.1f})" for m, r in rec.ranking)
+    out = [f"**Recommendation: `{rec.method}`** (mean rank over the criteria; ranking: {ranking})."]
+    out += [f"- {note}" for note in rec.notes]
+    out += [f"- not eligible: `{m}` — {why}" for m, why in rec.rejected.items()]
+    return "\n".join(out)
+
+
+def write_results(ev, rec, ids: np.ndarray, folder: Path) -> None:
+    """scores.md/.csv/.nc, summary.json and the curve and cascade plots, each written atomically."""
+    s = ev.settings
+    header = [
+        "# Attribution methods scored",
+        "",
+        f"Checkpoint `{s['checkpoint']}` (sha256 {s['checkpoint_sha256'][:12]}…), campaign "
+        f"`{s['campaign']}`, {s['samples']} designs of the {s['split']} split; layer "
+        f"`{s['layer']}`, maps {s['interpolation']} on the input grid; {s['steps']} deletion/"
+        f"insertion steps; random reference {s['random_permutations']} orders × "
+        f"{s['random_samples']} designs; sanity checks on {s['sanity_samples']} designs; "
+        f"seed {s['seed']}; {s['wall_seconds']} s. (nr) = not recommended by design.",
+        "",
+    ]
+    with atomic_path(folder / "scores.md") as tmp:
+        tmp.write_text("\n".join(header) + markdown_table(ev, rec) + "\n")
+    buffer = io.StringIO()
+    keys = sorted({k for row in ev.table.values() for k in row})
+    writer = csv.writer(buffer)
+    writer.writerow(["method", *keys])
+    for method, row in ev.table.items():
+        writer.writerow([method, *[row.get(k, "") for k in keys]])
+    with atomic_path(folder / "scores.csv") as tmp:
+        tmp.write_text(buffer.getvalue())
+    data = {
+        name.replace("/", "_"): (("method", "sample"), values.astype(np.float32))
+        for name, values in ev.per_sample.items()
+    }
+    for b, curves in ev.curves.items():
+        for kind, values in curves.items():
+            data[f"{kind}_curve_{b}"] = (("method", "step"), np.asarray(values, dtype=np.float32))
+    if ev.cascade is not None:
+        for mode, result in (("cascade", ev.cascade), ("independent", ev.independent)):
+            stack = np.stack(
+                [
+                    np.stack([result.values[m][k] for k in ("spearman_abs", "spearman", "ssim")])
+                    for m in ev.methods
+                ]
+            )  # (method, measure, step, sanity_sample)
+            data[f"{mode}_similarity"] = (
+                ("method", "measure", f"{mode}_step", "sanity_sample"),
+                stack.astype(np.float32),
+            )
+    ds = xr.Dataset(
+        data,
+        coords={
+            "method": ev.methods,
+            "sample": ids,
+            "step": np.linspace(0, 1, s["steps"] + 1),
+            "measure": ["spearman_abs", "spearman", "ssim"],
+        },
+        attrs={k: json.dumps(v) if not isinstance(v, str) else v for k, v in s.items()},
+    )
+    if ev.cascade is not None:
+        ds = ds.assign_coords(
+            cascade_step=list(ev.cascade.steps), independent_step=list(ev.independent.steps)
+        )
+    with atomic_path(folder / "scores.nc") as tmp:
+        ds.to_netcdf(tmp, engine="h5netcdf")
+    summary = {
+        "settings": s,
+        "table": ev.table,
+        "recommendation": rec.method,
+        "ranking": rec.ranking,
+        "rejected": rec.rejected,
+        "notes": rec.notes,
+    }
+    with atomic_path(folder / "summary.json") as tmp:
+        tmp.write_text(json.dumps(summary, indent=2, default=float) + "\n")
+    curves_plot(ev, folder / "curves")
+    if ev.cascade is not None:
+        cascade_plot(ev, folder / "cascade")

@@ -1,0 +1,245 @@
+"""Every score by name: the only place a score key such as ``ins-del/blurred`` is spelled.
+
+Two kinds of keys, both documented in ``docs/evaluation.md``:
+
+- **per-design scores**, ``Evaluation.per_sample[key]`` arrays ``(method, sample)``, which
+  :func:`explain.evaluation.protocol.evaluate` produces batch by batch;
+- **table columns**, ``Evaluation.table[method][key]`` floats, which :func:`summarise` makes
+  from the per-design scores, the random-order reference and the sanity checks. These are
+  the columns of ``scores.csv`` and ``summary.json`` and what the recommendation reads.
+
+Adding a score: its key here (in :func:`per_sample_keys`, and a :data:`DISPLAY` entry to
+show it in ``scores.md``) plus the function that computes it, called from ``protocol.py``.
+``tests/explain/evaluation/test_table.py`` fails while a declared key has no producer or a
+produced key is not declared.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from explain.catalogue import METHODS
+from explain.evaluation.sanity import MEASURES, passes
+
+# -- per-design scores ------------------------------------------------------------------------
+
+
+def deletion_auc(baseline: str) -> str:
+    return f"deletion_auc/{baseline}"
+
+
+def insertion_auc(baseline: str) -> str:
+    return f"insertion_auc/{baseline}"
+
+
+def small_change(baseline: str) -> str:
+    return f"small_change/{baseline}"
+
+
+ROAD_MORF, ROAD_LERF, ROAD_COMBINED = "road_morf", "road_lerf", "road_combined"
+ROAD_SCORES = (ROAD_MORF, ROAD_LERF, ROAD_COMBINED)
+GT_SPEARMAN_INPUT = "gt_spearman_input"
+GT_SPEARMAN_NATIVE = "gt_spearman_native"  # methods with a layer-grid map only
+GT_RMA, GT_RRA, GT_POINTING, GT_IOU = "gt_rma", "gt_rra", "gt_pointing", "gt_iou"
+GROUND_TRUTH_SCORES = (
+    GT_SPEARMAN_INPUT,
+    GT_SPEARMAN_NATIVE,
+    GT_RMA,
+    GT_RRA,
+    GT_POINTING,
+    GT_IOU,
+)
+
+
+def per_sample_keys(settings: Mapping[str, Any], any_layer_method: bool = True) -> list[str]:
+    """Every per-design score an evaluation with ``settings`` produces."""
+    keys = [
+        f(b) for b in settings["baselines"] for f in (deletion_auc, insertion_auc, small_change)
+    ]
+    keys += list(ROAD_SCORES)
+    if settings["ground_truth"]:
+        keys += [k for k in GROUND_TRUTH_SCORES if any_layer_method or k != GT_SPEARMAN_NATIVE]
+    return keys
+
+
+# -- table columns ----------------------------------------------------------------------------
+
+
+def deletion(baseline: str) -> str:
+    return f"deletion/{baseline}"
+
+
+def insertion(baseline: str) -> str:
+    return f"insertion/{baseline}"
+
+
+def ins_del(baseline: str) -> str:
+    return f"ins-del/{baseline}"
+
+
+def ins_del_sem(baseline: str) -> str:
+    return f"ins-del_sem/{baseline}"
+
+
+def random_ins_del(baseline: str) -> str:
+    return f"random_ins-del/{baseline}"
+
+
+def flagged(baseline: str) -> str:
+    return f"flagged/{baseline}"
+
+
+def cascade(measure: str) -> str:
+    """Mean similarity over the cascade's steps (the pass rule reads it)."""
+    return f"cascade_{measure}"
+
+
+def final(measure: str) -> str:
+    """Mean similarity at the cascade's last step (every layer re-initialised)."""
+    return f"final_{measure}"
+
+
+def data(measure: str) -> str:
+    return f"data_{measure}"
+
+
+ROAD_COMBINED_SEM = "road_combined_sem"
+GT_SEM, GT_EXCLUDED = "gt_sem", "gt_excluded"
+CASCADE_PASS, DATA_PASS = "cascade_pass", "data_pass"
+INDEPENDENT_MAX_SPEARMAN_ABS = "independent_max_spearman_abs"
+RECOMMENDED_BY_DESIGN = "recommended_by_design"
+
+
+def table_keys(settings: Mapping[str, Any], any_layer_method: bool = True) -> list[str]:
+    """Every column :func:`summarise` writes for an evaluation with ``settings``."""
+    per_baseline = (deletion, insertion, ins_del, ins_del_sem, random_ins_del, flagged)
+    keys = [f(b) for b in settings["baselines"] for f in per_baseline]
+    keys += [*ROAD_SCORES, ROAD_COMBINED_SEM]
+    if settings["ground_truth"]:
+        keys += [k for k in GROUND_TRUTH_SCORES if any_layer_method or k != GT_SPEARMAN_NATIVE]
+        keys += [GT_SEM, GT_EXCLUDED]
+    if settings["sanity_samples"]:
+        keys += [f(m) for m in MEASURES for f in (cascade, final)]
+        keys += [CASCADE_PASS, INDEPENDENT_MAX_SPEARMAN_ABS]
+    if settings["data_randomisation"]:
+        keys += [*(data(m) for m in MEASURES), DATA_PASS]
+    return [*keys, RECOMMENDED_BY_DESIGN]
+
+
+def criteria(settings: Mapping[str, Any]) -> list[str]:
+    """The table columns the recommendation ranks on (higher is better for each)."""
+    cols = [ins_del(b) for b in settings["baselines"]] + [ROAD_COMBINED]
+    if settings.get("ground_truth"):
+        cols += [GT_SPEARMAN_INPUT, GT_RMA]
+    return cols
+
+
+# -- summarising ------------------------------------------------------------------------------
+
+
+def _mean(v: np.ndarray) -> float:
+    v = v[np.isfinite(v)]
+    return float(v.mean()) if v.size else float("nan")
+
+
+def _sem(v: np.ndarray) -> float:
+    v = v[np.isfinite(v)]
+    return float(v.std(ddof=1) / np.sqrt(v.size)) if v.size > 1 else float("nan")
+
+
+def _faithfulness_row(ev: Any, m: int) -> dict[str, float]:
+    row: dict[str, float] = {}
+    for b in ev.settings["baselines"]:
+        flags = ev.per_sample[small_change(b)][m] > 0
+        dele = np.where(flags, np.nan, ev.per_sample[deletion_auc(b)][m])
+        ins = np.where(flags, np.nan, ev.per_sample[insertion_auc(b)][m])
+        row[deletion(b)], row[insertion(b)] = _mean(dele), _mean(ins)
+        row[ins_del(b)], row[ins_del_sem(b)] = _mean(ins - dele), _sem(ins - dele)
+        rnd = ev.random[b]
+        row[random_ins_del(b)] = _mean(rnd["insertion_auc"] - rnd["deletion_auc"])
+        row[flagged(b)] = float(flags.sum())
+    for name in ROAD_SCORES:
+        row[name] = _mean(ev.per_sample[name][m])
+    row[ROAD_COMBINED_SEM] = _sem(ev.per_sample[ROAD_COMBINED][m])
+    return row
+
+
+def _ground_truth_row(ev: Any, m: int) -> dict[str, float]:
+    row = {k: _mean(ev.per_sample[k][m]) for k in GROUND_TRUTH_SCORES if k in ev.per_sample}
+    if GT_SPEARMAN_INPUT in ev.per_sample:
+        row[GT_SEM] = _sem(ev.per_sample[GT_SPEARMAN_INPUT][m])
+        row[GT_EXCLUDED] = float(np.isnan(ev.per_sample[GT_SPEARMAN_INPUT][m]).sum())
+    return row
+
+
+def sanity_row(method: str, over_steps: Mapping, last: Mapping, independent: Any) -> dict:
+    """The cascade columns of one method from its summaries over the steps and at the end."""
+    row: dict[str, float] = {}
+    for k in MEASURES:
+        row[cascade(k)], row[final(k)] = over_steps[k].mean, last[k].mean
+    row[CASCADE_PASS] = float(passes(over_steps))
+    row[INDEPENDENT_MAX_SPEARMAN_ABS] = _least_sensitive(independent, method)
+    return row
+
+
+def _least_sensitive(independent: Any, method: str) -> float:
+    """Largest mean Spearman of |maps| over the independent re-initialisations."""
+    if independent is None:
+        return float("nan")
+    values = independent.values[method]["spearman_abs"][1:]
+    means = [np.nanmean(v) if np.isfinite(v).any() else np.nan for v in values]
+    return float(np.nanmax(means)) if np.isfinite(means).any() else float("nan")
+
+
+def summarise(ev: Any) -> dict[str, dict[str, float]]:
+    """Per-method means (and standard errors) of every score, and each sanity verdict."""
+    table: dict[str, dict[str, float]] = {}
+    final_step = ev.cascade.final() if ev.cascade is not None else None
+    over = ev.cascade.over_steps() if ev.cascade is not None else None
+    for m, method in enumerate(ev.methods):
+        row = _faithfulness_row(ev, m) | _ground_truth_row(ev, m)
+        if over is not None:
+            row |= sanity_row(method, over[method], final_step[method], ev.independent)
+        if ev.data_random is not None:
+            row |= {data(k): ev.data_random[method][k].mean for k in MEASURES}
+            row[DATA_PASS] = float(passes(ev.data_random[method]))
+        row[RECOMMENDED_BY_DESIGN] = float(METHODS[method].recommended)
+        table[method] = row
+    return table
+
+
+# -- display ----------------------------------------------------------------------------------
+
+_SHORT = {"smooth-wall": "wall", "blurred": "blur"}
+
+
+def display_columns(baselines: list[str]) -> list[tuple[str, str, str | None]]:
+    """``(key, header, format)`` of the ``scores.md`` columns; format None = pass/fail."""
+    cols: list[tuple[str, str, str | None]] = []
+    for b in baselines:
+        short = _SHORT.get(b, b)
+        cols += [
+            (insertion(b), f"ins ({short})", "{:.3f}"),
+            (deletion(b), f"del ({short})", "{:.3f}"),
+            (ins_del(b), f"ins−del ({short})", "{:.3f}"),
+        ]
+    return cols + DISPLAY
+
+
+DISPLAY: list[tuple[str, str, str | None]] = [
+    (ROAD_COMBINED, "ROAD comb.", "{:.3f}"),
+    (GT_SPEARMAN_INPUT, "ρ truth", "{:.3f}"),
+    (GT_SPEARMAN_NATIVE, "ρ truth (layer)", "{:.3f}"),
+    (GT_RMA, "RMA@10%", "{:.3f}"),
+    (GT_RRA, "RRA@10%", "{:.3f}"),
+    (GT_POINTING, "pointing", "{:.2f}"),
+    (GT_IOU, "IoU", "{:.3f}"),
+    (cascade("spearman_abs"), "cascade ρ|m|", "{:.2f}"),
+    (cascade("ssim"), "cascade SSIM", "{:.2f}"),
+    (CASCADE_PASS, "model rand.", None),
+    (data("spearman_abs"), "data ρ|m|", "{:.2f}"),
+    (DATA_PASS, "data rand.", None),
+]

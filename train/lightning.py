@@ -1,0 +1,110 @@
+"""LightningCLI for fit/validate/test/predict: run folders, defaults, input checks."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from train.inputs import load_checkpoint
+
+# --ckpt_path values that Lightning resolves itself rather than reading a file
+CKPT_PATH_KEYWORDS = ("best", "last", "hpc", "registry")
+
+
+def _lightning_cli() -> Any:
+    """The LightningCLI subclass; imported lazily so ``simulate`` starts fast."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+    from lightning.pytorch.loggers import CSVLogger
+
+    from data.datamodule import CampaignDataModule
+    from surrogate.module import SurrogateModule
+    from train.callbacks import RunArtifacts
+
+    class SurrogateCLI(LightningCLI):
+        def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+            parser.add_argument(
+                "--run_dir",
+                type=str,
+                default="runs/default",
+                help="folder for checkpoints/, logs and the resolved config",
+            )
+            parser.link_arguments("data.grid_shape", "model.grid_shape", apply_on="instantiate")
+
+        def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+            with warnings.catch_warnings():
+                # main() passes sys.argv[1:] on as ``args``, which Lightning would warn about
+                warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+                super().parse_arguments(parser, args)
+            subcommand = self.config.get("subcommand")
+            _check_inputs(self.config[subcommand] if subcommand else self.config)
+
+        def instantiate_trainer(self, **kwargs: Any) -> Any:
+            run_dir = Path(self._get(self.config, "run_dir"))
+            kwargs.setdefault("logger", CSVLogger(save_dir=str(run_dir), name=""))
+            trainer = super().instantiate_trainer(**kwargs)
+            for callback in trainer.checkpoint_callbacks:
+                if callback.dirpath is None:
+                    callback.dirpath = str(run_dir / "checkpoints")
+            trainer.callbacks.append(RunArtifacts())
+            return trainer
+
+    # Lightning's save_last only refreshes last.ckpt when a new best is saved, so "last"
+    # gets its own callback that overwrites it every epoch: resume really resumes.
+    best = ModelCheckpoint(
+        monitor="val/r2",
+        mode="max",
+        save_top_k=1,
+        filename="best-epoch{epoch:03d}",
+        auto_insert_metric_name=False,
+    )
+    last = ModelCheckpoint(filename="last", save_top_k=1, enable_version_counter=False)
+    defaults = {
+        "callbacks": [best, last],
+        "accelerator": "auto",
+        "devices": 1,
+        "log_every_n_steps": 20,
+    }
+
+    def build(args: Sequence[str], run: bool = True) -> Any:
+        return SurrogateCLI(
+            SurrogateModule,
+            CampaignDataModule,
+            args=list(args),
+            run=run,
+            trainer_defaults=defaults,
+            seed_everything_default=0,
+            save_config_kwargs={"overwrite": True},
+        )
+
+    return build
+
+
+def _check_inputs(config: Any) -> None:
+    """Raise :class:`InputError` for a missing or damaged campaign or ``--ckpt_path`` file.
+
+    Runs right after parsing, before Lightning logs anything: LightningCLI then reads
+    ``--ckpt_path`` with ``torch.load`` and the ``grid_shape`` link reads the campaign with
+    plain h5py, and both would fail with a traceback on a foreign or damaged file.
+    """
+    from data.campaign import open_campaign
+    from data.errors import CampaignError
+
+    path = Path(config.get("data.path"))
+    if path.exists():
+        open_campaign(path).close()
+    elif config.get("data.simulate_samples") is None:
+        raise CampaignError(
+            f"{path}: campaign file not found (give an existing file, or set "
+            "--data.simulate_samples to generate one)"
+        )
+    ckpt_path = config.get("ckpt_path")
+    if ckpt_path is not None and ckpt_path not in CKPT_PATH_KEYWORDS:
+        load_checkpoint(Path(ckpt_path))
+
+
+def run_lightning(args: Sequence[str], run: bool = True) -> Any:
+    """Run a LightningCLI subcommand (``fit``, ``test``, ...) with ``args``."""
+    return _lightning_cli()(args, run=run)
