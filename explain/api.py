@@ -19,13 +19,13 @@ from tqdm import tqdm
 from data.errors import InputError
 from explain.batching import model_device
 from explain.catalogue import METHODS, resolve_methods
-from explain.gradient import gradient_maps
+from explain.gradient import INPUT_FORMULAS, LAYER_FORMULAS, gradient_maps
 from explain.guided import guided_backprop, guided_gradcam
 from explain.hooks import zeroed_layer
 from explain.inputs import roughness_batch
 from explain.interpolation import MODES, upsample
 from explain.layers import candidate_layers, default_layer, find_layer, pyramid_layers
-from explain.perturbation import poly_cam, score_cam
+from explain.perturbation import POLY_VARIANTS, poly_cam, score_cam
 
 DEFAULT_METHODS = ("cam", "hirescam", "layercam")
 # CAM's map plus the output at zero activation must reproduce the prediction; above this
@@ -61,6 +61,18 @@ GUIDED = {
     "guided-backprop": lambda ex, x: guided_backprop(ex.model, x),
     "guided-gradcam": lambda ex, x: guided_gradcam(ex.model, x, ex.layer),
 }
+
+
+def implemented(family: str) -> tuple[str, ...]:
+    """The methods a family's function can compute (``tests/explain/test_catalogue.py``)."""
+    return {
+        "gradient": (*LAYER_FORMULAS, *INPUT_FORMULAS),
+        "scorecam": ("scorecam",),
+        "polycam": POLY_VARIANTS,
+        "guided": tuple(GUIDED),
+    }.get(family, ())
+
+
 # family -> the function that computes its methods' native maps in one go; dispatch order
 FAMILIES: dict[str, Callable[[Explainer, torch.Tensor, list[str]], tuple[torch.Tensor, Maps]]] = {
     "gradient": _gradient_family,

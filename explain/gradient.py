@@ -89,9 +89,10 @@ GRADIENT_METHODS = LAYER_METHODS + INPUT_METHODS
 
 
 def _check_methods(methods: Sequence[str]) -> None:
-    unknown = [m for m in methods if m not in GRADIENT_METHODS]
+    known = [*LAYER_FORMULAS, *INPUT_FORMULAS]
+    unknown = [m for m in methods if m not in known]
     if unknown:
-        raise InputError(f"unknown method(s) {unknown}; gradient methods: {list(GRADIENT_METHODS)}")
+        raise InputError(f"unknown method(s) {unknown}; gradient methods: {known}")
 
 
 def gradient_maps(

@@ -8,18 +8,8 @@ from typing import Any
 import torch
 
 from data.errors import InputError
-from surrogate.network import RoughnessCNN
+from surrogate.network import NETWORK_KEYS, RoughnessCNN
 from surrogate.normaliser import PhysicalSurrogate
-
-NETWORK_KEYS = (
-    "widths",
-    "convs_per_stage",
-    "kernel_size",
-    "head",
-    "coord_channels",
-    "dropout",
-    "stem_stride",
-)
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -64,11 +54,8 @@ def model_from_checkpoint(
         raise InputError(
             f"{path}: checkpoint hyper_parameters lack {missing}; not a surrogate checkpoint"
         )
-    kwargs = {k: hparams[k] for k in NETWORK_KEYS}
     try:
-        kwargs["widths"] = tuple(kwargs["widths"])
-        kwargs["kernel_size"] = tuple(kwargs["kernel_size"])
-        model = PhysicalSurrogate(RoughnessCNN(**kwargs))
+        model = PhysicalSurrogate(RoughnessCNN(**{k: hparams[k] for k in NETWORK_KEYS}))
     except (TypeError, ValueError, IndexError) as exc:
         first = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
         raise InputError(f"{path}: invalid network hyper_parameters ({first})") from None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import lightning as L
@@ -10,54 +9,36 @@ import torch
 from torch import nn
 from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection, R2Score
 
-from surrogate.network import Head, RoughnessCNN
+from surrogate.network import RoughnessCNN, network_hparams
 from surrogate.normaliser import PhysicalSurrogate
 
 
 class SurrogateModule(L.LightningModule):
-    """Trains :class:`RoughnessCNN` to predict the maximum vorticity from roughness.
+    """Trains :class:`~surrogate.network.RoughnessCNN` to predict the maximum vorticity.
 
     Args:
-        widths: Channels per stage of the CNN.
-        convs_per_stage: Convolutions per stage.
-        kernel_size: Convolution kernel ``(ky, kx)``.
-        head: ``"gap"`` or ``"max"`` pooling before the linear head.
-        coord_channels: Append coordinate channels to the input.
-        dropout: Dropout before the linear head.
-        stem_stride: Stride of the first convolution (see :class:`RoughnessCNN`).
         lr: Peak learning rate of the one-cycle schedule.
         weight_decay: AdamW weight decay.
         sign_flip: Augment by ``h -> -h``. Exact for this physics: the vorticity field is
             linear in ``h`` and the target depends on ``|w|`` only.
         grid_shape: ``(y, x)`` cells of the roughness grid (linked from the data module).
+        **network: The network's hyper-parameters, :class:`~surrogate.network.RoughnessCNN`'s
+            arguments (``widths``, ``head``, ``kernel_size``, ...).
     """
 
     def __init__(
         self,
-        widths: Sequence[int] = (32, 64, 128, 256),
-        convs_per_stage: int = 2,
-        kernel_size: tuple[int, int] = (3, 3),
-        head: Head = "gap",
-        coord_channels: bool = False,
-        dropout: float = 0.0,
-        stem_stride: int = 1,
         lr: float = 3e-3,
         weight_decay: float = 1e-4,
         sign_flip: bool = True,
         grid_shape: tuple[int, int] = (64, 64),
+        **network: Any,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        network = RoughnessCNN(
-            widths=tuple(widths),
-            convs_per_stage=convs_per_stage,
-            kernel_size=tuple(kernel_size),
-            head=head,
-            coord_channels=coord_channels,
-            dropout=dropout,
-            stem_stride=stem_stride,
-        )
-        self.model = PhysicalSurrogate(network)
+        # a checkpoint records every network hyper-parameter, defaults included
+        self.hparams.update(network_hparams(**network))
+        self.model = PhysicalSurrogate(RoughnessCNN(**network))
         self.loss = nn.MSELoss()
         metrics = MetricCollection(
             {"r2": R2Score(), "rmse": MeanSquaredError(squared=False), "mae": MeanAbsoluteError()}

@@ -7,9 +7,10 @@ block is an exact class-activation map: its mean plus the bias is the output.
 
 from __future__ import annotations
 
+import inspect
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -72,9 +73,7 @@ class RoughnessCNN(nn.Module):
         stem_stride: Stride of the very first convolution. 2 halves the resolution at
             once: the transport filters out spanwise wavelengths below ~9 cells, so little
             of the physics lives at the finest scale, and every later layer is 4x cheaper.
-        in_channels: Channels of the (normalised) input field.
-
-    Shapes: input ``(batch, in_channels, y, x)``; output ``(batch,)``.
+    Shapes: input ``(batch, 1, y, x)``; output ``(batch,)``.
     """
 
     def __init__(
@@ -86,22 +85,22 @@ class RoughnessCNN(nn.Module):
         coord_channels: bool = False,
         dropout: float = 0.0,
         stem_stride: int = 1,
-        in_channels: int = 1,
     ) -> None:
         super().__init__()
         if head not in ("gap", "max"):
             raise ValueError(f"head must be 'gap' or 'max', got {head!r}")
         if not widths or any(w < 1 for w in widths):
             raise ValueError(f"widths must be positive channel counts, got {list(widths)}")
+        widths, kernel_size = tuple(widths), tuple(kernel_size)  # YAML and checkpoints: lists
         self.head_type = head
         self.coords = CoordChannels() if coord_channels else nn.Identity()
-        c_in = in_channels + (2 if coord_channels else 0)
+        c_in = 1 + (2 if coord_channels else 0)
         stages: OrderedDict[str, nn.Module] = OrderedDict()
         for i, width in enumerate(widths):
             stages[f"stage{i + 1}"] = conv_block(
                 c_in,
                 width,
-                tuple(kernel_size),
+                kernel_size,
                 convs_per_stage,
                 downsample=i > 0,
                 stride=stem_stride if i == 0 else 1,
@@ -117,3 +116,18 @@ class RoughnessCNN(nn.Module):
         z = self.features(self.coords(x))
         z = self.pool(z).flatten(1)
         return self.fc(self.dropout(z)).squeeze(1)
+
+
+# The network's hyper-parameters, declared once: RoughnessCNN's own arguments. The
+# LightningModule passes them through as **network (LightningCLI offers them as
+# --model.<name>, reading that call) and a checkpoint records them by these names.
+NETWORK_KEYS = tuple(inspect.signature(RoughnessCNN).parameters)
+
+
+def network_hparams(**given: Any) -> dict[str, Any]:
+    """Every network hyper-parameter: ``given`` ones, the others at their defaults."""
+    defaults = {name: p.default for name, p in inspect.signature(RoughnessCNN).parameters.items()}
+    unknown = sorted(set(given) - set(defaults))
+    if unknown:
+        raise TypeError(f"unknown network hyper-parameter(s) {unknown}; known: {list(defaults)}")
+    return defaults | given

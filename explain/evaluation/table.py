@@ -16,7 +16,7 @@ produced key is not declared.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -24,20 +24,17 @@ import numpy as np
 from explain.catalogue import METHODS
 from explain.evaluation.sanity import MEASURES, passes
 
+
+def _keyed(template: str) -> Callable[[str], str]:
+    """A key maker: ``_keyed("ins-del/{}")("blurred") == "ins-del/blurred"``."""
+    return template.format
+
+
 # -- per-design scores ------------------------------------------------------------------------
 
-
-def deletion_auc(baseline: str) -> str:
-    return f"deletion_auc/{baseline}"
-
-
-def insertion_auc(baseline: str) -> str:
-    return f"insertion_auc/{baseline}"
-
-
-def small_change(baseline: str) -> str:
-    return f"small_change/{baseline}"
-
+deletion_auc = _keyed("deletion_auc/{}")  # (baseline) -> key
+insertion_auc = _keyed("insertion_auc/{}")
+small_change = _keyed("small_change/{}")  # 1 where |f(x) - f(b)| < 0.1 target std
 
 ROAD_MORF, ROAD_LERF, ROAD_COMBINED = "road_morf", "road_lerf", "road_combined"
 ROAD_SCORES = (ROAD_MORF, ROAD_LERF, ROAD_COMBINED)
@@ -68,43 +65,15 @@ def per_sample_keys(settings: Mapping[str, Any], any_layer_method: bool = True) 
 # -- table columns ----------------------------------------------------------------------------
 
 
-def deletion(baseline: str) -> str:
-    return f"deletion/{baseline}"
-
-
-def insertion(baseline: str) -> str:
-    return f"insertion/{baseline}"
-
-
-def ins_del(baseline: str) -> str:
-    return f"ins-del/{baseline}"
-
-
-def ins_del_sem(baseline: str) -> str:
-    return f"ins-del_sem/{baseline}"
-
-
-def random_ins_del(baseline: str) -> str:
-    return f"random_ins-del/{baseline}"
-
-
-def flagged(baseline: str) -> str:
-    return f"flagged/{baseline}"
-
-
-def cascade(measure: str) -> str:
-    """Mean similarity over the cascade's steps (the pass rule reads it)."""
-    return f"cascade_{measure}"
-
-
-def final(measure: str) -> str:
-    """Mean similarity at the cascade's last step (every layer re-initialised)."""
-    return f"final_{measure}"
-
-
-def data(measure: str) -> str:
-    return f"data_{measure}"
-
+deletion = _keyed("deletion/{}")  # (baseline) -> key
+insertion = _keyed("insertion/{}")
+ins_del = _keyed("ins-del/{}")
+ins_del_sem = _keyed("ins-del_sem/{}")
+random_ins_del = _keyed("random_ins-del/{}")
+flagged = _keyed("flagged/{}")
+cascade = _keyed("cascade_{}")  # (measure) -> mean similarity over the cascade's steps
+final = _keyed("final_{}")  # (measure) -> mean similarity at its last step
+data = _keyed("data_{}")  # (measure) -> similarity to the permuted-target model's maps
 
 ROAD_COMBINED_SEM = "road_combined_sem"
 GT_SEM, GT_EXCLUDED = "gt_sem", "gt_excluded"

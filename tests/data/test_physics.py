@@ -363,6 +363,7 @@ def test_size_32_campaign_is_exact() -> None:
 # --- campaign statistics at the defaults --------------------------------------------------
 
 
+@pytest.mark.slow
 def test_campaign_statistics(params: PhysicsParams) -> None:
     """2,000 samples; on 10,000 the model gives mean 0.112, std 0.042, 9.8 % below 2 %."""
     target, margin = [], []

@@ -327,6 +327,7 @@ def test_resume_after_interrupt(
 # --- demo and configs ---------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_demo_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "demo"
     args = ["demo", "--out", str(out), "--samples", "64", "--size", "16", "--epochs", "1"]

@@ -82,6 +82,7 @@ def test_relu_and_normalise_are_applied_and_recorded(
         assert list(ds["method_units"].values) == ["1"]
 
 
+@pytest.mark.slow
 def test_plots_for_the_first_designs(checkpoint: Path, campaign_file: Path, tmp_path: Path) -> None:
     out, plots = tmp_path / "maps.nc", tmp_path / "plots"
     extra = ["--samples", "0:3", "--plots", str(plots), "--plot-samples", "2"]

@@ -54,3 +54,112 @@ def test_same_seed_same_scores(setup) -> None:
     a, b = run(setup, seed=3, sanity_samples=0), run(setup, seed=3, sanity_samples=0)
     for name, values in a.per_sample.items():
         np.testing.assert_array_equal(values, b.per_sample[name], err_msg=name)
+
+
+# -- exact values on a fixed-weight model -----------------------------------------------------
+
+X2 = np.array([[[1.0, 2.0], [3.0, 4.0]]])  # one 2x2 design
+W2 = torch.tensor([[2.0, -1.0], [0.5, 1.0]])  # f(x) = sum(w x): contributions [[2, -2], [1.5, 4]]
+
+
+class WeightedSum(torch.nn.Module):
+    def __init__(self, weight: torch.Tensor) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(weight.clone())
+
+    def forward(self, a: torch.Tensor) -> torch.Tensor:
+        return (a[:, 0] * self.weight).sum(dim=(1, 2))
+
+
+def linear_model() -> torch.nn.Module:
+    """Identity 1x1 convolution (the explained layer "0") then ``sum(w x)``."""
+    conv = torch.nn.Conv2d(1, 1, 1, bias=False)
+    with torch.no_grad():
+        conv.weight.fill_(1.0)
+    return torch.nn.Sequential(conv, WeightedSum(W2)).eval()
+
+
+@pytest.fixture(scope="module")
+def exact():
+    truth = (W2.numpy() * X2).astype(np.float64)
+    return evaluate(
+        linear_model(), X2, ["hirescam"], truth=truth, peak_margin=np.ones(1), target_std=1.0,
+        interpolation="none", steps=4, baselines=("smooth-wall",), random_permutations=5,
+        road_percentages=(0.25,), sanity_samples=0, batch_size=1, progress=False,
+    )  # fmt: skip
+
+
+def test_exact_deletion_insertion_by_hand(exact) -> None:
+    # HiResCAM at the identity layer is w x exactly; cells ranked 4, 2, 1.5, -2; f(x) = 5.5.
+    # deletion outputs 5.5, 1.5, -0.5, -2, 0 and insertion 0, 4, 6, 7.5, 5.5, over f(x) - f(b)
+    deletion = np.array([5.5, 1.5, -0.5, -2.0, 0.0]) / 5.5
+    insertion = np.array([0.0, 4.0, 6.0, 7.5, 5.5]) / 5.5
+    d_auc = np.trapezoid(deletion, dx=0.25)
+    i_auc = np.trapezoid(insertion, dx=0.25)
+    assert d_auc == pytest.approx(0.0795454545)  # 0.25 (0.5 + 0.2727 - 0.0909 - 0.3636)
+    np.testing.assert_allclose(exact.per_sample["deletion_auc/smooth-wall"], [[d_auc]])
+    np.testing.assert_allclose(exact.per_sample["insertion_auc/smooth-wall"], [[i_auc]])
+    np.testing.assert_allclose(exact.curves["smooth-wall"]["deletion"], [deletion])
+    row = exact.table["hirescam"]
+    assert row["ins-del/smooth-wall"] == pytest.approx(i_auc - d_auc)
+    assert row["flagged/smooth-wall"] == 0.0
+    # a linear model: deletion and insertion of any order sum to f(x) + f(b) at every step
+    rnd = exact.random["smooth-wall"]
+    np.testing.assert_allclose(rnd["deletion_auc"] + rnd["insertion_auc"], [1.0])
+
+
+def test_exact_road_by_hand(exact) -> None:
+    # MoRF 25% removes the cell of contribution 4 (x = 4, w = 1); its 8-neighbour imputation is
+    # (2/6 + 3/6 + 1/12) / (5/12) = 2.2, so f falls by 1.8. LeRF removes the cell of -2
+    # (x = 2, w = -1), imputed as (1/6 + 4/6 + 3/12) / (5/12) = 2.6: f falls by 0.6.
+    # Imputation noise is 1% of the field's std (0.011): well inside the tolerance.
+    row = exact.table["hirescam"]
+    assert row["road_morf"] == pytest.approx(-1.8, abs=0.05)
+    assert row["road_lerf"] == pytest.approx(-0.6, abs=0.05)
+    assert row["road_combined"] == pytest.approx(0.6, abs=0.05)
+
+
+def test_exact_ground_truth_by_hand(exact) -> None:
+    row = exact.table["hirescam"]
+    assert row["gt_spearman_input"] == pytest.approx(1.0)
+    assert row["gt_spearman_native"] == pytest.approx(1.0)
+    # 10% of 4 cells rounds to one cell, the largest |truth| (4). A signed map localises by
+    # its magnitude against |truth| masks: mass |2| + |-2| + |1.5| + |4| = 9.5
+    assert row["gt_rma"] == pytest.approx(4 / 9.5)
+    assert row["gt_rra"] == 1.0
+    assert row["gt_pointing"] == 1.0
+    assert row["gt_excluded"] == 0.0
+
+
+def test_score_files_hold_the_evaluation(exact, tmp_path) -> None:
+    import json
+
+    import xarray as xr
+
+    from explain.evaluation.recommend import recommend
+    from explain.evaluation.report import write_results
+
+    exact.settings.update(
+        checkpoint="ckpt", checkpoint_sha256="0" * 64, campaign="c.nc", split="test",
+        wall_seconds=1.0,
+    )  # fmt: skip
+    rec = recommend(exact.table, exact.settings)
+    write_results(exact, rec, np.array([7]), tmp_path)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["table"]["hirescam"]["gt_rma"] == pytest.approx(4 / 9.5)
+    assert summary["recommendation"] == rec.method
+    with xr.open_dataset(tmp_path / "scores.nc", engine="h5netcdf") as ds:
+        assert list(ds["sample"].values) == [7]
+        np.testing.assert_allclose(
+            ds["deletion_auc_smooth-wall"].values,
+            exact.per_sample["deletion_auc/smooth-wall"],
+            rtol=1e-6,
+        )
+    lines = (tmp_path / "scores.csv").read_text().splitlines()
+    header, values = lines[0].split(","), lines[1].split(",")
+    assert values[0] == "hirescam"
+    assert float(values[header.index("ins-del/smooth-wall")]) == pytest.approx(
+        exact.table["hirescam"]["ins-del/smooth-wall"]
+    )
+    md = (tmp_path / "scores.md").read_text()
+    assert f"| hirescam | {exact.table['hirescam']['insertion/smooth-wall']:.3f} |" in md
