@@ -17,9 +17,10 @@ from types import SimpleNamespace
 
 import xarray as xr
 
+from explain.evaluation import table as keys
 from explain.evaluation.recommend import recommend
+from explain.evaluation.report import markdown_table
 from explain.evaluation.sanity import MEASURES, RandomisationResult, passes
-from train.evaluate_command import markdown_table
 
 
 def main() -> None:
@@ -36,8 +37,8 @@ def main() -> None:
     over = RandomisationResult("cascading", settings["seed"], steps, values).over_steps()
     for method, row in table.items():
         for measure in MEASURES:
-            row[f"cascade_{measure}"] = over[method][measure].mean
-        row["cascade_pass"] = float(passes(over[method]))
+            row[keys.cascade(measure)] = over[method][measure].mean
+        row[keys.CASCADE_PASS] = float(passes(over[method]))
     rec = recommend(table, settings)
     ev = SimpleNamespace(table=table, settings=settings)
     text = (folder / "scores.md").read_text()

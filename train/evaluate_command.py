@@ -13,21 +13,18 @@ from data.atomic import check_outputs
 from data.errors import InputError
 from explain.catalogue import METHODS
 from explain.evaluation.road import ROAD_PERCENTAGES
-from train.inputs import Inputs, open_inputs, resolve_device, sha256, split_names
+from train.inputs import Inputs, open_inputs, options_parser, resolve_device, sha256, split_names
 
 OUTPUTS = ("scores.md", "scores.csv", "scores.nc", "summary.json")
 
 
 def evaluate_parser() -> argparse.ArgumentParser:
-    """Options of ``surrogate evaluate``; an option not given takes :func:`evaluate_designs`'s
-    default (``argument_default=SUPPRESS``), so the defaults are stated once."""
-    parser = argparse.ArgumentParser(
-        prog="surrogate evaluate",
-        description="Score attribution methods on held-out designs (deletion/insertion, ROAD, "
-        "ground truth, sanity checks) and recommend one by the rule in docs/evaluation.md.",
-        argument_default=argparse.SUPPRESS,
+    """Options of ``surrogate evaluate``; one not given takes :func:`evaluate_designs`'s default."""
+    parser = options_parser(
+        "surrogate evaluate",
+        "Score attribution methods on held-out designs (deletion/insertion, ROAD, ground truth, "
+        "sanity checks) and recommend one by the rule in docs/evaluation.md.",
     )
-    parser.add_argument("--checkpoint", type=Path, required=True, help="a 'surrogate fit' .ckpt")
     parser.add_argument("--data", type=Path, required=True, help="campaign file")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--methods", nargs="+", help="methods to score (default: all)")

@@ -15,7 +15,15 @@ from data.errors import InputError
 from explain.api import DEFAULT_METHODS
 from explain.catalogue import METHODS
 from explain.interpolation import MODES
-from train.inputs import Inputs, load_checkpoint, open_inputs, resolve_device, sha256, split_names
+from train.inputs import (
+    Inputs,
+    load_checkpoint,
+    open_inputs,
+    options_parser,
+    resolve_device,
+    sha256,
+    split_names,
+)
 
 EXAMPLE = (
     "example: surrogate explain --checkpoint runs/demo/checkpoints/best.ckpt "
@@ -25,16 +33,13 @@ EXAMPLE = (
 
 
 def explain_parser() -> argparse.ArgumentParser:
-    """Options of ``surrogate explain``; an option not given takes :func:`explain_designs`'s
-    default (``argument_default=SUPPRESS``), so the defaults are stated once."""
-    parser = argparse.ArgumentParser(
-        prog="surrogate explain",
-        description="Attribution maps of a trained surrogate for the designs of a campaign, "
-        "written to one netCDF file (streamed, so memory stays bounded).",
-        epilog=EXAMPLE,
-        argument_default=argparse.SUPPRESS,
+    """Options of ``surrogate explain``; one not given takes :func:`explain_designs`'s default."""
+    parser = options_parser(
+        "surrogate explain",
+        "Attribution maps of a trained surrogate for the designs of a campaign, written to one "
+        "netCDF file (streamed, so memory stays bounded).",
+        EXAMPLE,
     )
-    parser.add_argument("--checkpoint", type=Path, required=True, help="a 'surrogate fit' .ckpt")
     parser.add_argument("--data", type=Path, help="campaign file (netCDF4/HDF5)")
     parser.add_argument("--out", type=Path, help="output netCDF file")
     parser.add_argument(

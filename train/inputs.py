@@ -22,6 +22,22 @@ from data.errors import InputError
 SPLITS = ("train", "val", "test")
 
 
+def options_parser(
+    prog: str, description: str, epilog: str | None = None
+) -> argparse.ArgumentParser:
+    """A subcommand's parser whose options, when not given, are left out of the result.
+
+    The command then calls its typed function with only the given options, so every
+    default is stated once, in that function's signature (the help text repeats it).
+    The checkpoint option every such command takes is added here.
+    """
+    parser = argparse.ArgumentParser(
+        prog=prog, description=description, epilog=epilog, argument_default=argparse.SUPPRESS
+    )
+    parser.add_argument("--checkpoint", type=Path, required=True, help="a 'surrogate fit' .ckpt")
+    return parser
+
+
 def positive_int(text: str) -> int:
     """argparse type: an integer >= 1."""
     value = int(text)

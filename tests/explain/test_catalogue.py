@@ -10,17 +10,8 @@ import torch
 from explain import catalogue, gradient
 from explain.api import FAMILIES, Explainer, explain, implemented
 from explain.catalogue import METHODS, Method
-from surrogate import PhysicalSurrogate, RoughnessCNN
 
 GRID = {"layer": (8, 8), "pyramid": (16, 16), "input": (16, 16)}
-
-
-def model() -> PhysicalSurrogate:
-    torch.manual_seed(0)
-    net = PhysicalSurrogate(RoughnessCNN(widths=(4, 8), kernel_size=(3, 3), head="gap"))
-    net.input_norm.set_statistics(0.0, 0.05)
-    net.target_norm.set_statistics(0.1, 0.04)
-    return net.eval()
 
 
 def unimplemented() -> list[str]:
@@ -48,9 +39,9 @@ def test_a_row_without_an_implementation_is_caught(monkeypatch: pytest.MonkeyPat
     assert unimplemented() == ["lime", "xrai"]
 
 
-def test_every_method_computes_a_finite_map_on_its_grid() -> None:
+def test_every_method_computes_a_finite_map_on_its_grid(tiny_model: torch.nn.Module) -> None:
     x = 0.05 * torch.randn(3, 16, 16, generator=torch.Generator().manual_seed(1))
-    explainer = Explainer(model(), (16, 16), list(METHODS), chunk=64)
+    explainer = Explainer(tiny_model, (16, 16), list(METHODS), chunk=64)
     y, maps = explainer.maps(x)
     assert y.shape == (3,)
     assert set(maps) == set(METHODS)
@@ -61,7 +52,9 @@ def test_every_method_computes_a_finite_map_on_its_grid() -> None:
             assert (m >= 0).all(), name
 
 
-def test_adding_a_method_is_one_row_plus_one_function(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_adding_a_method_is_one_row_plus_one_function(
+    monkeypatch: pytest.MonkeyPatch, tiny_model: torch.nn.Module
+) -> None:
     """The worked example of docs/explain.md: gradient x input as an input-grid formula."""
 
     def gradient_times_input(x: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
@@ -71,7 +64,7 @@ def test_adding_a_method_is_one_row_plus_one_function(monkeypatch: pytest.Monkey
     monkeypatch.setitem(catalogue.METHODS, row.name, row)
     monkeypatch.setitem(gradient.INPUT_FORMULAS, row.name, gradient_times_input)
     x = 0.05 * torch.randn(2, 16, 16, generator=torch.Generator().manual_seed(2))
-    ds = explain(model(), x, methods=["gradient", "gradient-x-input"], interpolation=["none"])
+    ds = explain(tiny_model, x, methods=["gradient", "gradient-x-input"], interpolation=["none"])
     maps = ds["attribution"].values[:, :, 0]
     np.testing.assert_allclose(maps[:, 1], x.numpy() * maps[:, 0], rtol=1e-6, atol=1e-12)
     assert list(ds["method_units"].values) == [METHODS["gradient"].units, row.units]

@@ -6,22 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from data.campaign import simulate_campaign
 from explain.evaluation.protocol import evaluate
-from surrogate import PhysicalSurrogate, RoughnessCNN
 
 METHODS = ["hirescam", "gradient", "guided-backprop"]
 
 
 @pytest.fixture(scope="module")
-def setup() -> tuple[PhysicalSurrogate, dict]:
-    torch.manual_seed(0)
-    net = PhysicalSurrogate(RoughnessCNN(widths=(4, 8), kernel_size=(3, 3), head="gap"))
-    net.input_norm.set_statistics(0.0, 0.05)
-    net.target_norm.set_statistics(0.1, 0.04)
-    ds = simulate_campaign(6, size=16, seed=2)
-    arrays = {k: ds[k].values for k in ("roughness", "contribution", "peak_margin")}
-    return net.eval(), arrays
+def setup(tiny_campaign) -> tuple[torch.nn.Module, dict]:
+    return tiny_campaign
 
 
 def run(setup, **kwargs):

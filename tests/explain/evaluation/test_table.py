@@ -5,23 +5,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-from data.campaign import simulate_campaign
 from explain.evaluation import table as keys
 from explain.evaluation.protocol import evaluate
-from surrogate import PhysicalSurrogate, RoughnessCNN
 
 # a layer map, a rectified layer map, an input map, a pyramid map
 METHODS = ["hirescam", "layercam", "gradient", "polycam+"]
 
 
 @pytest.fixture(scope="module")
-def setup() -> tuple[PhysicalSurrogate, dict]:
-    torch.manual_seed(0)
-    net = PhysicalSurrogate(RoughnessCNN(widths=(4, 8), kernel_size=(3, 3), head="gap"))
-    net.input_norm.set_statistics(0.0, 0.05)
-    net.target_norm.set_statistics(0.1, 0.04)
-    ds = simulate_campaign(4, size=16, seed=2)
-    return net.eval(), {k: ds[k].values for k in ("roughness", "contribution", "peak_margin")}
+def setup(tiny_campaign) -> tuple[torch.nn.Module, dict]:
+    return tiny_campaign
 
 
 @pytest.mark.parametrize(
