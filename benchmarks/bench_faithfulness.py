@@ -31,9 +31,9 @@ from typing import TypeVar
 
 import torch
 
+from explain.baselines import blurred
 from explain.evaluation.faithfulness import (
     FaithfulnessCurves,
-    blurred,
     deletion_insertion,
     deletion_insertion_loop,
 )

@@ -19,6 +19,7 @@ import torch
 
 from data.campaign import open_campaign
 from explain.api import Explainer
+from explain.baselines import blurred, smooth_wall
 from explain.evaluation import faithfulness as fa
 from surrogate.checkpoint import model_from_checkpoint, read_checkpoint
 
@@ -42,7 +43,7 @@ def main() -> None:
     explainer = Explainer(model, tuple(x.shape[-2:]), METHODS, interpolation=("bilinear",))
     maps = torch.from_numpy(explainer.batch(x)["attribution"].values[:, :, 0])
     rows = {}
-    for b, baseline in (("smooth-wall", fa.smooth_wall(x)), ("blurred", fa.blurred(x))):
+    for b, baseline in (("smooth-wall", smooth_wall(x)), ("blurred", blurred(x))):
         for m, method in enumerate(METHODS):
             auc = {}
             for steps in (opts.coarse, opts.fine):

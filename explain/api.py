@@ -17,6 +17,7 @@ from torch import nn
 from tqdm import tqdm
 
 from data.errors import InputError
+from explain.baselines import baseline_field
 from explain.batching import model_device
 from explain.catalogue import METHODS, resolve_methods
 from explain.gradient import INPUT_FORMULAS, LAYER_FORMULAS, gradient_maps
@@ -25,6 +26,7 @@ from explain.hooks import zeroed_layer
 from explain.inputs import roughness_batch
 from explain.interpolation import MODES, upsample
 from explain.layers import candidate_layers, default_layer, find_layer, pyramid_layers
+from explain.path import integrated_gradients
 from explain.perturbation import POLY_VARIANTS, poly_cam, score_cam
 
 DEFAULT_METHODS = ("cam", "hirescam", "layercam")
@@ -39,15 +41,24 @@ def _gradient_family(ex: Explainer, x: torch.Tensor, names: list[str]) -> tuple[
     return gradient_maps(ex.model, x, ex.layer, names)
 
 
+def _path_family(ex: Explainer, x: torch.Tensor, names: list[str]) -> tuple[torch.Tensor, Maps]:
+    y, found, f_b = integrated_gradients(
+        ex.model, x, ex.reference(x), steps=ex.ig_steps, chunk=ex.chunk
+    )
+    ex.record_completeness(found.sum(dim=(1, 2)) - (y - f_b), y - f_b)
+    return y, {"integrated-gradients": found}
+
+
 def _scorecam_family(ex: Explainer, x: torch.Tensor, names: list[str]) -> tuple[torch.Tensor, Maps]:
-    y, found = score_cam(ex.model, x, ex.layer, baseline=ex.baseline, chunk=ex.chunk)
+    y, found = score_cam(ex.model, x, ex.layer, baseline=ex.reference(x), chunk=ex.chunk)
     return y, {"scorecam": found}
 
 
 def _polycam_family(ex: Explainer, x: torch.Tensor, names: list[str]) -> tuple[torch.Tensor, Maps]:
     return poly_cam(
-        ex.model, x, ex.polycam_layers, variants=tuple(names), baseline=ex.baseline, chunk=ex.chunk
-    )
+        ex.model, x, ex.polycam_layers, variants=tuple(names), baseline=ex.reference(x),
+        chunk=ex.chunk,
+    )  # fmt: skip
 
 
 def _guided_family(ex: Explainer, x: torch.Tensor, names: list[str]) -> tuple[torch.Tensor, Maps]:
@@ -67,6 +78,7 @@ def implemented(family: str) -> tuple[str, ...]:
     """The methods a family's function can compute (``tests/explain/test_catalogue.py``)."""
     return {
         "gradient": (*LAYER_FORMULAS, *INPUT_FORMULAS),
+        "path": ("integrated-gradients",),
         "scorecam": ("scorecam",),
         "polycam": POLY_VARIANTS,
         "guided": tuple(GUIDED),
@@ -76,6 +88,7 @@ def implemented(family: str) -> tuple[str, ...]:
 # family -> the function that computes its methods' native maps in one go; dispatch order
 FAMILIES: dict[str, Callable[[Explainer, torch.Tensor, list[str]], tuple[torch.Tensor, Maps]]] = {
     "gradient": _gradient_family,
+    "path": _path_family,
     "scorecam": _scorecam_family,
     "polycam": _polycam_family,
     "guided": _guided_family,
@@ -93,9 +106,12 @@ class Explainer:
         interpolation: Modes of :func:`explain.interpolation.upsample` for the input-grid maps.
         relu: Keep only the positive part of every map.
         normalise: Divide each map by its largest magnitude (maps become unitless).
-        baseline: Reference field of the perturbation methods; default a smooth wall (h = 0).
+        baseline: Reference field of integrated gradients and the perturbation methods: a name
+            of :data:`explain.baselines.BASELINES` (``"smooth-wall"``, ``"blurred"``) or a field;
+            default the smooth wall (h = 0).
         polycam_layers: Poly-CAM's layers, shallow to deep; default :func:`pyramid_layers`.
-        chunk: Masked inputs per forward pass of the perturbation methods.
+        chunk: Inputs per forward pass of the path and perturbation methods.
+        ig_steps: Quadrature nodes of integrated gradients.
         device: Where to compute; default the model's device.
     """
 
@@ -108,10 +124,11 @@ class Explainer:
         interpolation: Sequence[str] = ("none", "bilinear"),
         relu: bool = False,
         normalise: bool = False,
-        baseline: torch.Tensor | None = None,
+        baseline: str | torch.Tensor | None = None,
         polycam_layers: Sequence[str] | None = None,
         chunk: int = 256,
         device: str | torch.device | None = None,
+        ig_steps: int = 32,
     ) -> None:
         self.device = torch.device(device) if device else model_device(model)
         self.model = model.to(self.device)
@@ -142,6 +159,10 @@ class Explainer:
         self.normalise = normalise
         self.baseline = baseline
         self.chunk = chunk
+        self.ig_steps = ig_steps
+        self.ig_residual = 0.0  # largest |sum(IG) - (f(x) - f(b))| seen, in U_e/delta
+        self.ig_scale = 0.0  # largest |f(x) - f(b)| seen
+        self.last_ig_residual: torch.Tensor | None = None  # per design, of the last batch
         self.cam_residual = 0.0  # largest |prediction - bias - sum(CAM)| seen, in U_e/delta
         self.cam_scale = 0.0  # largest |prediction - bias| seen, for a relative figure
 
@@ -164,6 +185,21 @@ class Explainer:
         if "cam" in maps:
             self._check_cam(x, preds[0], maps["cam"])
         return preds[0], maps
+
+    def reference(self, x: torch.Tensor) -> torch.Tensor | None:
+        """The baseline field for designs ``x``; None (the methods' own smooth wall) if unset."""
+        return None if self.baseline is None else baseline_field(self.baseline, x)
+
+    def record_completeness(self, residual: torch.Tensor, change: torch.Tensor) -> None:
+        """Keep integrated gradients' per-design residual ``sum(map) - (f(x) - f(b))``."""
+        self.last_ig_residual = residual.detach()
+        self.ig_residual = max(self.ig_residual, residual.abs().max().item())
+        self.ig_scale = max(self.ig_scale, change.abs().max().item())
+
+    @property
+    def ig_relative_residual(self) -> float:
+        """``ig_residual`` over the largest ``|f(x) - f(b)|``."""
+        return self.ig_residual / self.ig_scale if self.ig_scale > 0 else 0.0
 
     def _check_cam(self, x: torch.Tensor, y: torch.Tensor, cam: torch.Tensor) -> None:
         """CAM plus the zero-activation output must give the prediction; record the residual."""
@@ -224,6 +260,12 @@ class Explainer:
                 "method_units": ("method", [self.units(m) for m in self.methods]),
             },
         )
+        if "integrated-gradients" in maps and self.last_ig_residual is not None:
+            ds["ig_residual"] = ("sample", self.last_ig_residual.cpu().numpy())
+            ds["ig_residual"].attrs.update(
+                units="U_e/delta",
+                long_name="integrated gradients: sum(map) - (f(x) - f(baseline))",
+            )
         for resolution, var, dims in _NATIVE:
             names = [m for m in self.methods if METHODS[m].resolution == resolution]
             if names:
@@ -247,8 +289,12 @@ class Explainer:
         }
         if self.polycam_layers:
             out["polycam_layers"] = ",".join(self.polycam_layers)
-        if any(METHODS[m].perturbation for m in self.methods):
-            out["baseline"] = "smooth wall (h = 0)" if self.baseline is None else "user field"
+        if any(METHODS[m].needs_baseline for m in self.methods):
+            out["baseline"] = _baseline_name(self.baseline)
+        if "integrated-gradients" in self.methods:
+            out["ig_steps"] = self.ig_steps
+            out["ig_residual"] = self.ig_residual
+            out["ig_relative_residual"] = self.ig_relative_residual
         if "cam" in self.methods:
             out["cam_residual"] = self.cam_residual
             out["cam_relative_residual"] = self.cam_relative_residual
@@ -274,6 +320,12 @@ class Explainer:
                 f"{self.cam_relative_residual:.2g} at layer {self.layer!r}; CAM needs the layer "
                 "to feed a global-average-pool + linear head (use 'gradcam' or 'hirescam')"
             )
+
+
+def _baseline_name(baseline: str | torch.Tensor | None) -> str:
+    if baseline is None or baseline == "smooth-wall":
+        return "smooth wall (h = 0)"
+    return baseline if isinstance(baseline, str) else "user field"
 
 
 def _np(t: torch.Tensor) -> np.ndarray:

@@ -17,10 +17,12 @@ from typing import Literal
 from data.errors import InputError
 
 Resolution = Literal["layer", "pyramid", "input"]
-# gradient: one hooked forward + one autograd.grad (explain.gradient);
-# scorecam, polycam: masked forward passes (explain.perturbation); guided: explain.guided
-Family = Literal["gradient", "scorecam", "polycam", "guided"]
-PERTURBATION_FAMILIES = ("scorecam", "polycam")
+# gradient: one hooked forward + one autograd.grad (explain.gradient); path: one forward and
+# backward per point of the path from the baseline (explain.path); scorecam, polycam: masked
+# forward passes (explain.perturbation); guided: explain.guided
+Family = Literal["gradient", "path", "scorecam", "polycam", "guided"]
+ONE_PASS_FAMILIES = ("gradient", "guided")  # one forward and one backward per design
+REFERENCE_FAMILIES = ("path", "scorecam", "polycam")  # measured against a baseline field
 
 
 @dataclass(frozen=True)
@@ -44,14 +46,20 @@ class Method:
     recommended: bool = True
 
     @property
-    def perturbation(self) -> bool:
-        """Needs forward passes over masked inputs rather than one backward pass."""
-        return self.family in PERTURBATION_FAMILIES
+    def one_pass(self) -> bool:
+        """Costs one forward and one backward pass per design (the cheapest methods)."""
+        return self.family in ONE_PASS_FAMILIES
+
+    @property
+    def needs_baseline(self) -> bool:
+        """Measured against a reference field (``--baseline``): path and perturbation methods."""
+        return self.family in REFERENCE_FAMILIES
 
 
 _PER_LAYER_CELL = "U_e/delta per layer cell"
 _ARBITRARY = "arbitrary units"
 _PER_HEIGHT = "U_e/delta per delta of height"
+_PER_CELL = "U_e/delta per cell"
 
 METHODS: dict[str, Method] = {
     m.name: m
@@ -62,6 +70,8 @@ METHODS: dict[str, Method] = {
         Method("layercam", "gradient", "layer", _PER_LAYER_CELL, rectified=True),
         Method("gradcam++", "gradient", "layer", _ARBITRARY),
         Method("gradient", "gradient", "input", _PER_HEIGHT),
+        Method("gradient-x-input", "gradient", "input", _PER_CELL),
+        Method("integrated-gradients", "path", "input", _PER_CELL),
         Method("scorecam", "scorecam", "layer", _ARBITRARY, rectified=True),
         Method("polycam+", "polycam", "pyramid", _ARBITRARY, rectified=True),
         Method("polycam-", "polycam", "pyramid", _ARBITRARY, rectified=True),

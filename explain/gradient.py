@@ -75,6 +75,15 @@ def input_gradient(x: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
     return grad[:, 0]
 
 
+def gradient_times_input(x: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    """Gradient x input ``x dy/dx`` ``(batch, y, x)``: each cell's first-order contribution.
+
+    The first-order Taylor term of ``f(x) - f(0)``: exact for a model linear in the heights,
+    and the zero-baseline integrated gradient's one-point estimate otherwise.
+    """
+    return (x * grad)[:, 0]
+
+
 LAYER_FORMULAS: dict[str, Formula] = {
     "cam": cam,
     "gradcam": gradcam,
@@ -82,7 +91,10 @@ LAYER_FORMULAS: dict[str, Formula] = {
     "layercam": layercam,
     "gradcam++": gradcam_plus_plus,
 }
-INPUT_FORMULAS: dict[str, Formula] = {"gradient": input_gradient}
+INPUT_FORMULAS: dict[str, Formula] = {
+    "gradient": input_gradient,
+    "gradient-x-input": gradient_times_input,
+}
 LAYER_METHODS = tuple(LAYER_FORMULAS)
 INPUT_METHODS = tuple(INPUT_FORMULAS)
 GRADIENT_METHODS = LAYER_METHODS + INPUT_METHODS

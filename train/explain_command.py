@@ -13,6 +13,7 @@ import numpy as np
 from data.atomic import check_outputs
 from data.errors import InputError
 from explain.api import DEFAULT_METHODS
+from explain.baselines import BASELINES
 from explain.catalogue import METHODS
 from explain.interpolation import MODES
 from train.inputs import (
@@ -56,6 +57,14 @@ def explain_parser() -> argparse.ArgumentParser:
         "--samples",
         help="START:STOP, N (the first N), i,j,k, all (default), or train/val/test "
         "(the checkpoint's split)",
+    )
+    parser.add_argument(
+        "--baseline",
+        choices=list(BASELINES),
+        help="reference of integrated gradients, Score-CAM and Poly-CAM (default smooth-wall)",
+    )
+    parser.add_argument(
+        "--ig-steps", type=int, help="quadrature nodes of integrated gradients (default 32)"
     )
     parser.add_argument("--batch-size", type=int, help="designs per pass (default 64)")
     parser.add_argument("--relu", action="store_true", help="keep only positive attributions")
@@ -121,6 +130,8 @@ def explain_designs(
     plot_samples: int = 4,
     device: str = "auto",
     overwrite: bool = False,
+    baseline: str | None = None,
+    ig_steps: int = 32,
 ) -> Path:
     """Maps of a checkpoint's predictions for the designs ``samples`` of a campaign, to ``out``.
 
@@ -130,8 +141,8 @@ def explain_designs(
     out = Path(out)
     if out.suffix != ".nc":
         raise InputError(f"{out}: --out must be a .nc file")
-    if batch_size < 1 or plot_samples < 0:
-        raise InputError("--batch-size must be >= 1 and --plot-samples >= 0")
+    if batch_size < 1 or plot_samples < 0 or ig_steps < 1:
+        raise InputError("--batch-size and --ig-steps must be >= 1 and --plot-samples >= 0")
     check_outputs([out], overwrite)
     from explain.api import Explainer
 
@@ -147,6 +158,8 @@ def explain_designs(
             relu=relu,
             normalise=normalise,
             device=resolve_device(device),
+            baseline=baseline,
+            ig_steps=ig_steps,
         )
         _write_maps(inputs, explainer, selected, (checkpoint, data, out), batch_size, overwrite)
         if plots is not None and plot_samples:
@@ -190,6 +203,11 @@ def _write_maps(inputs: Inputs, explainer, selected: np.ndarray, paths, batch_si
         print(
             f"CAM check: |prediction - bias - sum(map)| <= {explainer.cam_residual:.2e} U_e/delta "
             f"(relative {explainer.cam_relative_residual:.1e})"
+        )
+    if "integrated-gradients" in explainer.methods:
+        print(
+            f"integrated gradients: |sum(map) - (f(x) - f(b))| <= {explainer.ig_residual:.2e} "
+            f"U_e/delta (relative {explainer.ig_relative_residual:.1e}; per design: ig_residual)"
         )
 
 

@@ -37,7 +37,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from data.errors import InputError
@@ -88,48 +87,6 @@ class RandomReference:
     deletion_auc_std: torch.Tensor
     insertion_auc_mean: torch.Tensor
     insertion_auc_std: torch.Tensor
-
-
-def smooth_wall(x: torch.Tensor) -> torch.Tensor:
-    """The smooth-wall baseline ``h = 0``: zeros shaped like ``x`` ``(batch, 1, y, x)``."""
-    return torch.zeros_like(x)
-
-
-def _reflect_index(size: int, radius: int, device: torch.device) -> torch.Tensor:
-    """Indices of ``[-radius, size + radius)`` mirrored about the cell edges (``dcba|abcd|dcba``).
-
-    Periodic with period ``2 size``, so any radius works, also one larger than the grid.
-    """
-    idx = torch.arange(-radius, size + radius, device=device) % (2 * size)
-    return torch.where(idx >= size, 2 * size - 1 - idx, idx)
-
-
-def blurred(x: torch.Tensor, sigma_cells: float = 4.0) -> torch.Tensor:
-    """Gaussian-blurred baseline ``(batch, 1, y, x)``, same units as ``x``.
-
-    Separable Gaussian of standard deviation ``sigma_cells`` (in cells), truncated at
-    ``radius = int(3 sigma + 0.5)`` cells and normalised to sum 1, with reflect padding about
-    the cell edges (``d c b a | a b c d``); this equals
-    ``scipy.ndimage.gaussian_filter(x, sigma, mode="reflect", truncate=3.0)`` per field.
-    ``sigma_cells = 0`` returns a copy of ``x``.
-    """
-    x = roughness_batch(x, "x")
-    if not sigma_cells >= 0:
-        raise InputError(f"sigma_cells must be >= 0 cells, got {sigma_cells!r}")
-    radius = int(3 * sigma_cells + 0.5)
-    if radius == 0:
-        return x.clone()
-    offsets = torch.arange(-radius, radius + 1, device=x.device, dtype=torch.float64)
-    kernel = torch.exp(-0.5 * (offsets / sigma_cells) ** 2)
-    kernel = (kernel / kernel.sum()).to(x.dtype)
-    out = x[:, :, _reflect_index(x.shape[2], radius, x.device)]
-    out = F.conv2d(out, kernel.view(1, 1, -1, 1))
-    out = out[:, :, :, _reflect_index(x.shape[3], radius, x.device)]
-    return F.conv2d(out, kernel.view(1, 1, 1, -1))
-
-
-# Deletion/insertion baselines by name (``surrogate evaluate`` and ``evaluate()`` take names)
-BASELINES = {"smooth-wall": smooth_wall, "blurred": blurred}
 
 
 def cell_order(maps: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:

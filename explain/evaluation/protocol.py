@@ -19,9 +19,10 @@ from tqdm import tqdm
 
 from data.errors import InputError
 from explain.api import Explainer
+from explain.baselines import BASELINES
 from explain.catalogue import METHODS
 from explain.evaluation import table as keys
-from explain.evaluation.faithfulness import BASELINES, deletion_insertion, random_reference
+from explain.evaluation.faithfulness import deletion_insertion, random_reference
 from explain.evaluation.groundtruth import ground_truth_scores
 from explain.evaluation.road import road
 from explain.evaluation.sanity import data_randomisation, model_randomisation
@@ -199,7 +200,7 @@ def evaluate(
         layer: Layer of the layer methods; default the model's last spatial layer.
         interpolation: How layer maps reach the input grid, for every score (sanity included).
         steps: Deletion/insertion steps (``steps + 1`` points per curve).
-        baselines: Names from :data:`explain.evaluation.faithfulness.BASELINES`.
+        baselines: Names from :data:`explain.baselines.BASELINES`.
         random_permutations: Random orders per design for the reference AUC.
         random_samples: Designs (the first ones) used for the random reference; default all.
         road_percentages: Fractions of cells ROAD removes.

@@ -8,7 +8,7 @@
 3. **Rank.** Eligible methods are ranked on each criterion - insertion - deletion per baseline,
    ROAD combined and, with ground truth, Spearman with the truth and relevance mass accuracy -
    and the lowest mean rank wins; ties go to the cheaper method (one gradient pass before
-   perturbation methods).
+   path and perturbation methods).
 4. **Say what is close and what flips.** Runners-up within two standard errors of the winner's
    insertion - deletion on every baseline are named as equivalent, and a change of the best
    method between baselines is reported.
@@ -71,7 +71,7 @@ def recommend(table: dict[str, dict[str, float]], settings: dict) -> Recommendat
         for method, rank in zip(eligible, col_ranks, strict=True):
             ranks[method].append(float(rank))
     mean_rank = {m: float(np.mean(r)) for m, r in ranks.items()}
-    ranking = sorted(mean_rank.items(), key=lambda kv: (kv[1], METHODS[kv[0]].perturbation))
+    ranking = sorted(mean_rank.items(), key=lambda kv: (kv[1], not METHODS[kv[0]].one_pass))
     notes: list[str] = []
     best = ranking[0][0] if ranking else None
     if best is not None:

@@ -12,13 +12,12 @@ from scipy.sparse.linalg import spsolve
 from torch import nn
 
 from data.errors import InputError
+from explain.baselines import blurred, smooth_wall
 from explain.evaluation.faithfulness import (
-    blurred,
     cell_order,
     deletion_insertion,
     deletion_insertion_loop,
     random_reference,
-    smooth_wall,
 )
 from explain.evaluation.road import noisy_linear_imputation, road
 
