@@ -42,7 +42,8 @@ import torch
 
 from explain.gradient import GRADIENT_METHODS, LAYER_METHODS, gradient_maps
 from surrogate import PhysicalSurrogate, RoughnessCNN
-from surrogate.checkpoint import NETWORK_KEYS, model_from_checkpoint, read_checkpoint
+from surrogate.architectures import network_arguments
+from surrogate.checkpoint import model_from_checkpoint, read_checkpoint
 
 DEFAULT_NETWORK = {
     "widths": (32, 64, 128, 256),
@@ -59,7 +60,7 @@ LAYER = "network.features"
 def build_model(checkpoint: Path | None) -> tuple[PhysicalSurrogate, dict]:
     if checkpoint is not None:
         ckpt = read_checkpoint(checkpoint)
-        network = {k: ckpt["hyper_parameters"][k] for k in NETWORK_KEYS}
+        network = {k: ckpt["hyper_parameters"][k] for k in network_arguments("cnn")}
         return model_from_checkpoint(ckpt, checkpoint), network
     torch.manual_seed(0)
     model = PhysicalSurrogate(RoughnessCNN(**DEFAULT_NETWORK))

@@ -146,7 +146,16 @@ class Explainer:
                 f"layer {self.layer!r} has no spatial (batch, C, y, x) output for a "
                 f"{self.shape[0]}x{self.shape[1]} input; candidates: {', '.join(layers)}"
             )
-        self.layer_shape = (layers[self.layer].height, layers[self.layer].width)
+        info = layers[self.layer]
+        self.layer_shape = (info.height, info.width)
+        at_layer = [m for m in self.methods if METHODS[m].resolution != "input"]
+        if at_layer and not info.on_grid(self.shape):
+            raise InputError(
+                f"layer {self.layer!r} gives a {info.height}x{info.width} map, not a map on the "
+                f"{self.shape[0]}x{self.shape[1]} roughness grid, so {at_layer} cannot be drawn "
+                "on the roughness; choose another --layer or a method at input resolution "
+                "(gradient-x-input, integrated-gradients)"
+            )
         self.polycam_layers: list[str] = []
         if any(METHODS[m].resolution == "pyramid" for m in self.methods):
             self.polycam_layers = list(polycam_layers or pyramid_layers(self.model, self.shape))

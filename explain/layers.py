@@ -30,6 +30,16 @@ class LayerInfo(NamedTuple):
     width: int
     has_parameters: bool
 
+    def on_grid(self, shape: tuple[int, int]) -> bool:
+        """Whether each cell of this map covers a whole, square-scaled block of the input grid.
+
+        Only then can a layer map be drawn on the roughness (``interpolation.py``); a layer of
+        a network that maps the patch onto another region (the wake, say) is not.
+        """
+        fy, ry = divmod(shape[0], self.height)
+        fx, rx = divmod(shape[1], self.width)
+        return ry == rx == 0 and fy == fx
+
 
 def candidate_layers(model: nn.Module, shape: tuple[int, int]) -> list[LayerInfo]:
     """Every module whose output is a ``(batch, C, h, w)`` map with ``h * w > 1``.
@@ -62,10 +72,12 @@ def spatial_layers(model: nn.Module, shape: tuple[int, int]) -> list[tuple[str, 
 
 
 def default_layer(model: nn.Module, shape: tuple[int, int]) -> str:
-    """The last module, outermost first, whose output still has a spatial map."""
-    layers = candidate_layers(model, shape)
+    """The last module, outermost first, whose output is a map on the input grid."""
+    layers = [info for info in candidate_layers(model, shape) if info.on_grid(shape)]
     if not layers:
-        raise InputError("the model has no layer with a spatial (batch, C, y, x) output")
+        raise InputError(
+            "the model has no layer with a spatial (batch, C, y, x) output on the input grid"
+        )
     return layers[-1].name
 
 
@@ -76,7 +88,7 @@ def pyramid_layers(model: nn.Module, shape: tuple[int, int]) -> list[str]:
     finish before the first module with parameters (e.g. appended coordinate channels)
     are not features and are skipped.
     """
-    layers = candidate_layers(model, shape)
+    layers = [info for info in candidate_layers(model, shape) if info.on_grid(shape)]
     first = next((i for i, info in enumerate(layers) if info.has_parameters), 0)
     last_at: dict[tuple[int, int], str] = {}
     for info in layers[first:]:

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from data.errors import InputError
-from surrogate.network import NETWORK_KEYS, RoughnessCNN
+from surrogate.architectures import ARCHITECTURES, build_network, network_arguments
 from surrogate.normaliser import PhysicalSurrogate
 
 
@@ -49,13 +49,17 @@ def model_from_checkpoint(
 ) -> PhysicalSurrogate:
     """Rebuild :class:`PhysicalSurrogate` from a checkpoint dictionary."""
     hparams = ckpt["hyper_parameters"]
-    missing = [k for k in NETWORK_KEYS if k not in hparams]
+    architecture = hparams.get("architecture", "cnn")
+    if architecture not in ARCHITECTURES:
+        raise InputError(f"{path}: unknown network architecture {architecture!r}")
+    keys = list(network_arguments(architecture))
+    missing = [k for k in keys if k not in hparams]
     if missing:
         raise InputError(
             f"{path}: checkpoint hyper_parameters lack {missing}; not a surrogate checkpoint"
         )
     try:
-        model = PhysicalSurrogate(RoughnessCNN(**{k: hparams[k] for k in NETWORK_KEYS}))
+        model = PhysicalSurrogate(build_network(architecture, **{k: hparams[k] for k in keys}))
     except (TypeError, ValueError, IndexError) as exc:
         first = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
         raise InputError(f"{path}: invalid network hyper_parameters ({first})") from None

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import lightning as L
 import torch
 from torch import nn
 from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection, R2Score
 
-from surrogate.network import RoughnessCNN, network_hparams
+from surrogate.architectures import network_hparams
+from surrogate.network import RoughnessCNN
 from surrogate.normaliser import PhysicalSurrogate
+from surrogate.transport import TransportNet
 
 
 class SurrogateModule(L.LightningModule):
-    """Trains :class:`~surrogate.network.RoughnessCNN` to predict the maximum vorticity.
+    """Trains a network (:mod:`surrogate.architectures`) to predict the maximum vorticity.
 
     Args:
         lr: Peak learning rate of the one-cycle schedule.
@@ -22,8 +24,10 @@ class SurrogateModule(L.LightningModule):
         sign_flip: Augment by ``h -> -h``. Exact for this physics: the vorticity field is
             linear in ``h`` and the target depends on ``|w|`` only.
         grid_shape: ``(y, x)`` cells of the roughness grid (linked from the data module).
-        **network: The network's hyper-parameters, :class:`~surrogate.network.RoughnessCNN`'s
-            arguments (``widths``, ``head``, ``kernel_size``, ...).
+        architecture: ``"cnn"`` (:class:`~surrogate.network.RoughnessCNN`) or ``"transport"``
+            (:class:`~surrogate.transport.TransportNet`, shaped like the physics).
+        **network: The network's hyper-parameters, its class's own arguments (``widths``,
+            ``head``, ... for the CNN; ``channels``, ``span``, ... for the transport network).
     """
 
     def __init__(
@@ -32,13 +36,16 @@ class SurrogateModule(L.LightningModule):
         weight_decay: float = 1e-4,
         sign_flip: bool = True,
         grid_shape: tuple[int, int] = (64, 64),
+        architecture: Literal["cnn", "transport"] = "cnn",
         **network: Any,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         # a checkpoint records every network hyper-parameter, defaults included
-        self.hparams.update(network_hparams(**network))
-        self.model = PhysicalSurrogate(RoughnessCNN(**network))
+        self.hparams.update(network_hparams(architecture, **network))
+        # the two calls spelled out, so that LightningCLI reads both networks' arguments
+        net = TransportNet(**network) if architecture == "transport" else RoughnessCNN(**network)
+        self.model = PhysicalSurrogate(net)
         self.loss = nn.MSELoss()
         metrics = MetricCollection(
             {"r2": R2Score(), "rmse": MeanSquaredError(squared=False), "mae": MeanAbsoluteError()}

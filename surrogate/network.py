@@ -7,10 +7,9 @@ block is an exact class-activation map: its mean plus the bias is the output.
 
 from __future__ import annotations
 
-import inspect
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 from torch import nn
@@ -116,18 +115,3 @@ class RoughnessCNN(nn.Module):
         z = self.features(self.coords(x))
         z = self.pool(z).flatten(1)
         return self.fc(self.dropout(z)).squeeze(1)
-
-
-# The network's hyper-parameters, declared once: RoughnessCNN's own arguments. The
-# LightningModule passes them through as **network (LightningCLI offers them as
-# --model.<name>, reading that call) and a checkpoint records them by these names.
-NETWORK_KEYS = tuple(inspect.signature(RoughnessCNN).parameters)
-
-
-def network_hparams(**given: Any) -> dict[str, Any]:
-    """Every network hyper-parameter: ``given`` ones, the others at their defaults."""
-    defaults = {name: p.default for name, p in inspect.signature(RoughnessCNN).parameters.items()}
-    unknown = sorted(set(given) - set(defaults))
-    if unknown:
-        raise TypeError(f"unknown network hyper-parameter(s) {unknown}; known: {list(defaults)}")
-    return defaults | given

@@ -112,3 +112,15 @@ def test_bad_arguments_are_one_line_errors(kwargs: dict, message: str) -> None:
     with pytest.raises(InputError, match=message) as err:
         explain(model(), 0.05 * torch.randn(2, 16, 16), **kwargs)
     assert "\n" not in str(err.value)
+
+
+def test_layer_maps_must_lie_on_the_roughness_grid() -> None:
+    """A network whose layers cover the patch plus the wake has no layer map to draw."""
+    from surrogate.transport import TransportNet
+
+    net = PhysicalSurrogate(TransportNet(channels=2, span=15, reach=20, wake=4, hidden=8)).eval()
+    assert default_layer(net, (16, 16)) == "input_norm"  # the only map on the 16x16 grid
+    with pytest.raises(InputError, match=r"4 map, not a map on the 16x16 roughness grid"):
+        explain(net, torch.zeros(2, 16, 16), methods=["hirescam"], layer="network.response")
+    ds = explain(net, torch.zeros(2, 16, 16), methods=["integrated-gradients"], ig_steps=4)
+    assert ds["attribution"].shape == (2, 1, 2, 16, 16)

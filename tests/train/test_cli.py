@@ -353,7 +353,7 @@ def _as_plain(value: object) -> object:
     return list(value) if isinstance(value, tuple | list) else value
 
 
-@pytest.mark.parametrize("name", ["default", "demo", "smoke"])
+@pytest.mark.parametrize("name", ["default", "demo", "smoke", "transport"])
 def test_config_instantiates(name: str, tmp_path: Path) -> None:
     """Each config builds the model, data module and trainer (nothing is simulated or run)."""
     config = yaml.safe_load((REPO / "configs" / f"{name}.yaml").read_text())
