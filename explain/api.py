@@ -18,16 +18,17 @@ from tqdm import tqdm
 
 from data.errors import InputError
 from explain.baselines import baseline_field
-from explain.batching import model_device
+from explain.batching import model_device, one_per_input
 from explain.catalogue import METHODS, resolve_methods
 from explain.gradient import INPUT_FORMULAS, LAYER_FORMULAS, gradient_maps
 from explain.guided import guided_backprop, guided_gradcam
-from explain.hooks import zeroed_layer
+from explain.hooks import eval_mode, zeroed_layer
 from explain.inputs import roughness_batch
 from explain.interpolation import MODES, upsample
 from explain.layers import candidate_layers, default_layer, find_layer, pyramid_layers
 from explain.path import integrated_gradients
 from explain.perturbation import POLY_VARIANTS, poly_cam, score_cam
+from explain.references import REFERENCES
 
 DEFAULT_METHODS = ("cam", "hirescam", "layercam")
 # CAM's map plus the output at zero activation must reproduce the prediction; above this
@@ -68,6 +69,14 @@ def _guided_family(ex: Explainer, x: torch.Tensor, names: list[str]) -> tuple[to
     return y, maps
 
 
+def _reference_family(
+    ex: Explainer, x: torch.Tensor, names: list[str]
+) -> tuple[torch.Tensor, Maps]:
+    with eval_mode(ex.model), torch.no_grad():
+        y = one_per_input(ex.model(x), x.shape[0])
+    return y, {name: REFERENCES[name](x) for name in names}
+
+
 GUIDED = {
     "guided-backprop": lambda ex, x: guided_backprop(ex.model, x),
     "guided-gradcam": lambda ex, x: guided_gradcam(ex.model, x, ex.layer),
@@ -82,6 +91,7 @@ def implemented(family: str) -> tuple[str, ...]:
         "scorecam": ("scorecam",),
         "polycam": POLY_VARIANTS,
         "guided": tuple(GUIDED),
+        "reference": tuple(REFERENCES),
     }.get(family, ())
 
 
@@ -92,6 +102,7 @@ FAMILIES: dict[str, Callable[[Explainer, torch.Tensor, list[str]], tuple[torch.T
     "scorecam": _scorecam_family,
     "polycam": _polycam_family,
     "guided": _guided_family,
+    "reference": _reference_family,
 }
 
 

@@ -20,8 +20,9 @@ Resolution = Literal["layer", "pyramid", "input"]
 # gradient: one hooked forward + one autograd.grad (explain.gradient); path: one forward and
 # backward per point of the path from the baseline (explain.path); scorecam, polycam: masked
 # forward passes (explain.perturbation); guided: explain.guided
-Family = Literal["gradient", "path", "scorecam", "polycam", "guided"]
-ONE_PASS_FAMILIES = ("gradient", "guided")  # one forward and one backward per design
+# reference: maps from the roughness alone, the null references (explain.references)
+Family = Literal["gradient", "path", "scorecam", "polycam", "guided", "reference"]
+ONE_PASS_FAMILIES = ("gradient", "guided", "reference")  # one forward and one backward per design
 REFERENCE_FAMILIES = ("path", "scorecam", "polycam")  # measured against a baseline field
 
 
@@ -35,7 +36,8 @@ class Method:
         resolution: The grid of its native map (see the module docstring).
         units: Units of the unnormalised map.
         rectified: The method itself applies a ReLU, so its maps are never negative.
-        recommended: False for methods kept only to show that the sanity checks catch them.
+        recommended: False for methods kept only to show that the sanity checks catch them,
+            and for the null references.
     """
 
     name: str
@@ -78,6 +80,9 @@ METHODS: dict[str, Method] = {
         Method("polycam+-", "polycam", "pyramid", _ARBITRARY, rectified=True),
         Method("guided-backprop", "guided", "input", _PER_HEIGHT, recommended=False),
         Method("guided-gradcam", "guided", "input", _ARBITRARY, recommended=False),
+        Method("random-map", "reference", "input", _ARBITRARY, recommended=False),
+        Method("abs-height", "reference", "input", "delta", recommended=False),
+        Method("height-edges", "reference", "input", "delta per cell", recommended=False),
     )
 }
 # Shorthand accepted on the command line for all three Poly-CAM variants.

@@ -9,7 +9,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from data.errors import InputError
+from explain.evaluation import table as keys
+from explain.references import REFERENCES
 from train.inputs import positive_int
+
+NULL_REFERENCES = tuple(REFERENCES)
 
 # The demo is configs/demo.yaml with the campaign, run folder and size given on the command line.
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
@@ -79,7 +83,7 @@ def demo_command(args: Sequence[str]) -> int:
     # last map is 1x1, the default layer is an earlier one and Grad-CAM stands in
     model = load_model(best)
     pooled = default_layer(model, (opts.size, opts.size)) == "network.features"
-    methods = ["cam" if pooled else "gradcam", "hirescam", "layercam"]
+    methods = ["cam" if pooled else "gradcam", "hirescam", "layercam", "integrated-gradients"]
     print(f"[4/5] explaining the held-out designs ({', '.join(methods)})")
     maps, figures = opts.out / "explain" / "maps.nc", opts.out / "explain" / "plots"
     maps.parent.mkdir(parents=True, exist_ok=True)
@@ -89,9 +93,10 @@ def demo_command(args: Sequence[str]) -> int:
     )  # fmt: skip
     print("[5/5] scoring the methods on 32 held-out designs (short version of 'evaluate')")
     scores = opts.out / "evaluate"
-    evaluate_designs(
-        best, campaign, scores, methods=[*methods, "gradient", "guided-backprop"], samples=32,
-        steps=20, sanity_samples=4, overwrite=True,
+    scored = [*methods, "gradient", "gradient-x-input", "guided-backprop", *NULL_REFERENCES]
+    ev, rec = evaluate_designs(
+        best, campaign, scores, methods=scored, samples=32, steps=20, sanity_samples=4,
+        overwrite=True,
     )  # fmt: skip
     print(f"\nrun folder: {log_dir}")
     print(f"best checkpoint: {best}")
@@ -102,4 +107,19 @@ def demo_command(args: Sequence[str]) -> int:
         f"test R2 = {metrics['test/r2']:.4f}   RMSE = {metrics['test/rmse']:.4f} U_e/delta   "
         f"({metrics['test/samples']} held-out samples, {time.perf_counter() - start:.0f} s)"
     )
+    print(agreement_line(ev, rec))
     return 0
+
+
+def agreement_line(ev, rec) -> str:
+    """How far the recommended method's maps agree with the exact contribution."""
+    if rec.method is None:
+        return "recommended method: none (see scores.md for why)"
+    row = ev.table[rec.method]
+    if keys.GT_SPEARMAN_INPUT not in row:
+        return f"recommended method: {rec.method} (no ground truth in this campaign)"
+    kept = ev.samples - int(row[keys.GT_EXCLUDED])
+    return (
+        f"recommended method: {rec.method}; its maps agree with the exact contribution at "
+        f"Spearman {row[keys.GT_SPEARMAN_INPUT]:.2f} (mean over {kept} held-out designs)"
+    )

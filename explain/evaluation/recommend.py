@@ -4,7 +4,10 @@
    cascading model-randomisation check and, when a permuted-target model was given, the
    data-randomisation check (:func:`explain.evaluation.sanity.passes`).
 2. **Better than chance.** Its mean insertion - deletion AUC beats the random-order reference
-   on every baseline.
+   on every baseline. With ground truth, physics comes first: its mean Spearman with the truth
+   must also beat every null reference scored alongside (a random map, ``|h|``, the edges of
+   ``h``; :mod:`explain.references`), so a method that fails the truth cannot win on
+   faithfulness ranks. The null references themselves are never recommended.
 3. **Rank.** Eligible methods are ranked on each criterion - insertion - deletion per baseline,
    ROAD combined and, with ground truth, Spearman with the truth and relevance mass accuracy -
    and the lowest mean rank wins; ties go to the cheaper method (one gradient pass before
@@ -36,6 +39,28 @@ class Recommendation:
     notes: list[str]
 
 
+def _null_reference_beating(table: dict, method: str, settings: dict) -> str | None:
+    """Why ``method`` fails the physics-first rule, or None if it passes (or cannot be judged)."""
+    if not settings.get("ground_truth"):
+        return None
+    refs = {
+        m: row.get(keys.GT_SPEARMAN_INPUT, np.nan)
+        for m, row in table.items()
+        if METHODS[m].family == "reference"
+    }
+    refs = {m: v for m, v in refs.items() if np.isfinite(v)}
+    if not refs:
+        return None
+    best = max(refs, key=refs.get)
+    own = table[method].get(keys.GT_SPEARMAN_INPUT, np.nan)
+    if not own > refs[best]:
+        return (
+            f"agrees with the truth no better than the null reference {best} "
+            f"(Spearman {own:.2f} vs {refs[best]:.2f})"
+        )
+    return None
+
+
 def recommend(table: dict[str, dict[str, float]], settings: dict) -> Recommendation:
     """Apply the rule of the module docstring to the table that ``evaluate()`` builds."""
     rejected: dict[str, str] = {}
@@ -58,8 +83,13 @@ def recommend(table: dict[str, dict[str, float]], settings: dict) -> Recommendat
                 for b in settings["baselines"]
                 if not row[keys.ins_del(b)] > row[keys.random_ins_del(b)]
             ]
+            beaten = _null_reference_beating(table, method, settings)
             if worse:
                 rejected[method] = f"no better than random order on baseline(s) {worse}"
+            elif METHODS[method].family == "reference":
+                rejected[method] = "a null reference (a map from the roughness alone)"
+            elif beaten:
+                rejected[method] = beaten
             else:
                 eligible.append(method)
     cols = criteria(settings)

@@ -332,7 +332,8 @@ def test_demo_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     out = tmp_path / "demo"
     args = ["demo", "--out", str(out), "--samples", "64", "--size", "16", "--epochs", "1"]
     assert main(args) == 0
-    assert "test R2 =" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "test R2 =" in printed
     (version,) = (out / "run").glob("version_*")
     metrics = json.loads((version / "test_metrics.json").read_text())
     assert metrics["test/samples"] == 6
@@ -340,13 +341,16 @@ def test_demo_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     with xr.open_dataset(out / "explain" / "maps.nc", engine="h5netcdf") as maps:
         assert maps.sizes["sample"] == 6
         # a 16x16 grid leaves a 1x1 last map, so Grad-CAM stands in for CAM
-        assert list(maps["method"].values) == ["gradcam", "hirescam", "layercam"]
+        methods = ["gradcam", "hirescam", "layercam", "integrated-gradients"]
+        assert list(maps["method"].values) == methods
     figures = sorted((out / "explain" / "plots").glob("design-*.png"))
     assert len(figures) == 4
     assert figures[0].read_bytes()[:8] == PNG_MAGIC
     summary = json.loads((out / "evaluate" / "summary.json").read_text())
     assert summary["settings"]["samples"] == 6  # the whole (small) test split
     assert "recommendation" in summary
+    assert {"integrated-gradients", "abs-height", "random-map"} <= set(summary["table"])
+    assert "recommended method:" in printed
 
 
 def _as_plain(value: object) -> object:

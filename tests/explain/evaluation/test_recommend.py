@@ -72,3 +72,20 @@ def test_a_baseline_flip_is_reported() -> None:
 def test_nothing_eligible() -> None:
     table = {"guided-backprop": row((0.9, 0.9), 0.9, 0.9, 0.9, cascade_pass=0.0)}
     assert recommend(table, SETTINGS).method is None
+
+
+def test_with_ground_truth_a_method_must_beat_the_null_references() -> None:
+    table = {
+        # most faithful, but agrees with the truth no better than |h| does
+        "layercam": row((0.8, 0.8), 0.8, 0.20, 0.5),
+        "integrated-gradients": row((0.5, 0.5), 0.5, 0.60, 0.4),
+        "abs-height": row((0.9, 0.9), 0.9, 0.25, 0.6),
+        "random-map": row((0.1, 0.1), 0.0, 0.0, 0.1),
+    }
+    rec = recommend(table, SETTINGS)
+    assert rec.method == "integrated-gradients"
+    assert "null reference abs-height" in rec.rejected["layercam"]
+    assert "null reference" in rec.rejected["abs-height"]
+    # without ground truth the rule cannot apply: faithfulness decides
+    no_truth = {**SETTINGS, "ground_truth": False}
+    assert recommend(table, no_truth).method == "layercam"
