@@ -38,6 +38,9 @@ class Method:
         rectified: The method itself applies a ReLU, so its maps are never negative.
         recommended: False for methods kept only to show that the sanity checks catch them,
             and for the null references.
+        input_multiplied: The map is ``(x - b)`` times a model-dependent factor (gradient x
+            input, integrated gradients); the randomisation checks compare that factor, since
+            the input factor survives any change of the model.
     """
 
     name: str
@@ -46,6 +49,7 @@ class Method:
     units: str
     rectified: bool = False
     recommended: bool = True
+    input_multiplied: bool = False
 
     @property
     def one_pass(self) -> bool:
@@ -72,8 +76,8 @@ METHODS: dict[str, Method] = {
         Method("layercam", "gradient", "layer", _PER_LAYER_CELL, rectified=True),
         Method("gradcam++", "gradient", "layer", _ARBITRARY),
         Method("gradient", "gradient", "input", _PER_HEIGHT),
-        Method("gradient-x-input", "gradient", "input", _PER_CELL),
-        Method("integrated-gradients", "path", "input", _PER_CELL),
+        Method("gradient-x-input", "gradient", "input", _PER_CELL, input_multiplied=True),
+        Method("integrated-gradients", "path", "input", _PER_CELL, input_multiplied=True),
         Method("scorecam", "scorecam", "layer", _ARBITRARY, rectified=True),
         Method("polycam+", "polycam", "pyramid", _ARBITRARY, rectified=True),
         Method("polycam-", "polycam", "pyramid", _ARBITRARY, rectified=True),

@@ -65,14 +65,22 @@ def _maps_fn(
 ) -> Callable[[nn.Module, torch.Tensor], dict[str, torch.Tensor]]:
     """``explain_fn(model, x) -> {method: (B, Y, X)}`` on the input grid, for the sanity checks.
 
-    The maps reach the input grid by the same ``interpolation`` as every other score.
+    The maps reach the input grid by the same ``interpolation`` as every other score. A map
+    that multiplies the input (``input_multiplied``: gradient x input, integrated gradients)
+    is divided by ``x - b`` (0 where ``x = b``): the factor left is what depends on the model,
+    while ``x - b`` itself survives any randomisation of it (Adebayo et al. 2018).
     """
 
     def explain_fn(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
         explainer = Explainer(model, shape, methods, layer, (interpolation,), **options)
         _, native = explainer.maps(x)
         full = explainer.on_input_grid(native, interpolation)
-        return {m: full[:, i] for i, m in enumerate(explainer.methods)}
+        out = {m: full[:, i] for i, m in enumerate(explainer.methods)}
+        for m in (m for m in out if METHODS[m].input_multiplied):
+            reference = explainer.reference(x) if METHODS[m].family == "path" else None
+            d = (x if reference is None else x - reference)[:, 0]
+            out[m] = torch.where(d != 0, out[m] / torch.where(d != 0, d, 1), 0)
+        return out
 
     return explain_fn
 

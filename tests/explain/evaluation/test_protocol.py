@@ -155,3 +155,20 @@ def test_score_files_hold_the_evaluation(exact, tmp_path) -> None:
     )
     md = (tmp_path / "scores.md").read_text()
     assert f"| hirescam | {exact.table['hirescam']['insertion/smooth-wall']:.3f} |" in md
+
+
+def test_sanity_checks_compare_the_model_dependent_factor(tiny_model) -> None:
+    """Gradient x input is judged by its gradient: the input factor survives any re-draw."""
+    from explain.evaluation.protocol import _maps_fn
+
+    x = 0.05 * torch.randn(3, 1, 16, 16, generator=torch.Generator().manual_seed(6))
+    methods = ["gradient", "gradient-x-input", "integrated-gradients"]
+    maps = _maps_fn(methods, "network.features", (16, 16), "bilinear", chunk=64)(tiny_model, x)
+    torch.testing.assert_close(maps["gradient-x-input"], maps["gradient"], rtol=1e-5, atol=1e-9)
+    # integrated gradients / x is the path-averaged gradient: near the gradient for small x
+    assert (
+        torch.corrcoef(
+            torch.stack([maps["integrated-gradients"].flatten(), maps["gradient"].flatten()])
+        )[0, 1]
+        > 0.99
+    )
