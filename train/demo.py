@@ -113,13 +113,15 @@ def demo_command(args: Sequence[str]) -> int:
 
 def agreement_line(ev, rec) -> str:
     """How far the recommended method's maps agree with the exact contribution."""
-    if rec.method is None:
+    if rec.candidate is None:
         return "recommended method: none (see scores.md for why)"
-    row = ev.table[rec.method]
+    name = rec.method or f"none firmly ({rec.designs} designs); leading candidate {rec.candidate}"
+    wins = f", winning {rec.wins.get(rec.candidate, 0.0):.0%} of bootstrap resamples"
+    row = ev.table[rec.candidate]
     if keys.GT_SPEARMAN_INPUT not in row:
-        return f"recommended method: {rec.method} (no ground truth in this campaign)"
+        return f"recommended method: {name}{wins} (no ground truth in this campaign)"
     kept = ev.samples - int(row[keys.GT_EXCLUDED])
     return (
-        f"recommended method: {rec.method}; its maps agree with the exact contribution at "
+        f"recommended method: {name}{wins}; its maps agree with the exact contribution at "
         f"Spearman {row[keys.GT_SPEARMAN_INPUT]:.2f} (mean over {kept} held-out designs)"
     )

@@ -113,7 +113,7 @@ def evaluate_designs(
     :class:`~explain.evaluation.protocol.Evaluation` and its recommendation.
     """
     from explain.evaluation.protocol import evaluate
-    from explain.evaluation.recommend import recommend
+    from explain.evaluation.recommend import decide
     from explain.evaluation.report import markdown_table, write_results
     from surrogate.checkpoint import load_model
 
@@ -143,7 +143,7 @@ def evaluate_designs(
         randomised_model=randomised, batch_size=batch_size, chunk=chunk, seed=seed,
     )  # fmt: skip
     seconds = time.perf_counter() - start
-    rec = recommend(ev.table, ev.settings)
+    rec = decide(ev)
     ev.settings.update(
         checkpoint=str(checkpoint),
         checkpoint_sha256=sha256(Path(checkpoint)),

@@ -12,14 +12,19 @@
    ROAD combined and, with ground truth, Spearman with the truth and relevance mass accuracy -
    and the lowest mean rank wins; ties go to the cheaper method (one gradient pass before
    path and perturbation methods).
-4. **Say what is close and what flips.** Runners-up within two standard errors of the winner's
+4. **Say how sure.** The whole rule is re-run on ``BOOTSTRAP_ROUNDS`` resamples of the designs
+   (with replacement; the sanity verdicts kept) and each method's share of wins is reported.
+   Below ``MIN_DESIGNS`` scored designs no method is named: the leading candidate is reported
+   with its share of wins and the words "not enough evidence".
+5. **Say what is close and what flips.** Runners-up within two standard errors of the winner's
    insertion - deletion on every baseline are named as equivalent, and a change of the best
    method between baselines is reported.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.stats import rankdata
@@ -37,6 +42,13 @@ class Recommendation:
     ranking: list[tuple[str, float]]
     rejected: dict[str, str]
     notes: list[str]
+    wins: dict[str, float] = field(default_factory=dict)  # share of bootstrap resamples won
+    candidate: str | None = None  # the rule's choice, also when the evidence is too thin
+    designs: int = 0
+
+
+MIN_DESIGNS = 100  # fewer scored designs: "not enough evidence", no method named
+BOOTSTRAP_ROUNDS = 200
 
 
 def _null_reference_beating(table: dict, method: str, settings: dict) -> str | None:
@@ -128,3 +140,39 @@ def recommend(table: dict[str, dict[str, float]], settings: dict) -> Recommendat
                 + ", ".join(f"{b}: {m}" for b, m in tops.items())
             )
     return Recommendation(best, ranking, rejected, notes)
+
+
+def decide(
+    ev, rounds: int = BOOTSTRAP_ROUNDS, min_designs: int = MIN_DESIGNS, seed: int = 0
+) -> Recommendation:
+    """:func:`recommend` on an :class:`~explain.evaluation.protocol.Evaluation`, with how sure.
+
+    The rule is re-applied to ``rounds`` bootstrap resamples of the designs (the per-design
+    scores and the random-order reference resampled, the sanity verdicts kept); ``wins`` is
+    each method's share. With fewer than ``min_designs`` designs, ``method`` is None and the
+    rule's choice is only the ``candidate``.
+    """
+    rec = recommend(ev.table, ev.settings)
+    rng = np.random.default_rng(seed)
+    counts: dict[str, int] = {}
+    for _ in range(rounds):
+        idx = rng.integers(0, ev.samples, ev.samples)
+        random = {
+            b: {k: v[rng.integers(0, len(v), len(v))] for k, v in ref.items()}
+            for b, ref in ev.random.items()
+        }
+        resampled = dataclasses.replace(
+            ev, per_sample={k: v[:, idx] for k, v in ev.per_sample.items()}, random=random
+        )
+        winner = recommend(keys.summarise(resampled), ev.settings).method
+        counts[str(winner)] = counts.get(str(winner), 0) + 1
+    rec.wins = {m: c / rounds for m, c in sorted(counts.items(), key=lambda kv: -kv[1])}
+    rec.candidate, rec.designs = rec.method, ev.samples
+    if ev.samples < min_designs and rec.method is not None:
+        rec.notes.insert(
+            0,
+            f"not enough evidence: {ev.samples} designs scored, fewer than {min_designs}; "
+            f"{rec.method} is only the leading candidate",
+        )
+        rec.method = None
+    return rec

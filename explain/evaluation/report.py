@@ -52,12 +52,20 @@ def markdown_table(ev, rec) -> str:
 
 
 def recommendation_text(rec) -> str:
-    if rec.method is None:
-        return (
-            "**Recommendation:** none — no method passes the sanity checks and beats random order."
-        )
+    """The recommendation in words: the method (or why none), how sure, and the reasons."""
     ranking = ", ".join(f"{m} ({r:.1f})" for m, r in rec.ranking)
-    out = [f"**Recommendation: `{rec.method}`** (mean rank over the criteria; ranking: {ranking})."]
+    wins = ", ".join(f"{m} {share:.0%}" for m, share in rec.wins.items())
+    sure = f" Bootstrap over the designs: {wins}." if wins else ""
+    if rec.method is None and rec.candidate is None:
+        return (
+            "**Recommendation:** none — no method passes the sanity checks and beats random "
+            f"order.{sure}"
+        )
+    if rec.method is None:
+        head = f"**Recommendation: not enough evidence** — leading candidate `{rec.candidate}`"
+    else:
+        head = f"**Recommendation: `{rec.method}`**"
+    out = [f"{head} (mean rank over the criteria; ranking: {ranking}).{sure}"]
     out += [f"- {note}" for note in rec.notes]
     out += [f"- not eligible: `{m}` — {why}" for m, why in rec.rejected.items()]
     return "\n".join(out)
@@ -126,6 +134,8 @@ def write_results(ev, rec, ids: np.ndarray, folder: Path) -> None:
         "settings": s,
         "table": ev.table,
         "recommendation": rec.method,
+        "candidate": rec.candidate,
+        "bootstrap_wins": rec.wins,
         "ranking": rec.ranking,
         "rejected": rec.rejected,
         "notes": rec.notes,

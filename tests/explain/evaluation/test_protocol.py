@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from explain.evaluation.protocol import evaluate
+from explain.evaluation.protocol import Evaluation, evaluate
+from explain.evaluation.table import summarise
 
 METHODS = ["hirescam", "gradient", "guided-backprop"]
 
@@ -172,3 +173,39 @@ def test_sanity_checks_compare_the_model_dependent_factor(tiny_model) -> None:
         )[0, 1]
         > 0.99
     )
+
+
+def hand_evaluation(samples: int, gap: float) -> Evaluation:
+    """Two methods on ``samples`` designs; ``a`` beats ``b`` on insertion - deletion by ``gap``."""
+    rng = np.random.default_rng(0)
+    noise = rng.normal(0.0, 0.1, (2, samples))
+    per_sample = {
+        "deletion_auc/smooth-wall": np.full((2, samples), 0.2),
+        "insertion_auc/smooth-wall": np.array([[0.6 + gap], [0.6]]) + noise,
+        "small_change/smooth-wall": np.zeros((2, samples)),
+        "road_morf": np.zeros((2, samples)),
+        "road_lerf": np.zeros((2, samples)),
+        "road_combined": np.array([[gap], [0.0]]) + noise,
+    }
+    random = {"smooth-wall": {"deletion_auc": np.full(samples, 0.4),
+                              "insertion_auc": np.full(samples, 0.4)}}  # fmt: skip
+    ev = Evaluation(["hirescam", "gradient"], samples, per_sample, {}, random)
+    ev.settings = {"baselines": ["smooth-wall"], "ground_truth": False, "sanity_samples": 0,
+                   "data_randomisation": False}  # fmt: skip
+    ev.table = summarise(ev)
+    return ev
+
+
+def test_decide_says_how_sure_and_refuses_thin_evidence() -> None:
+    from explain.evaluation.recommend import decide
+
+    thin = decide(hand_evaluation(32, gap=0.2), rounds=50)
+    assert thin.method is None  # 32 designs < MIN_DESIGNS
+    assert thin.candidate == "hirescam"
+    assert "not enough evidence" in thin.notes[0]
+    firm = decide(hand_evaluation(400, gap=0.2), rounds=50)
+    assert firm.method == "hirescam"
+    assert firm.wins == {"hirescam": 1.0}  # a clear winner wins every resample
+    close = decide(hand_evaluation(400, gap=0.0), rounds=50)
+    assert sum(close.wins.values()) == pytest.approx(1.0)
+    assert 0.0 < close.wins.get("hirescam", 0.0) < 1.0  # a close call is seen as one
