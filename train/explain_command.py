@@ -88,11 +88,12 @@ def list_layers(model, shape: tuple[int, int]) -> None:
     default, pyramid = default_layer(model, shape), pyramid_layers(model, shape)
     print(f"candidate layers for a {shape[0]}x{shape[1]} input (name, channels, map size):")
     for info in candidate_layers(model, shape):
-        notes = [
-            n
-            for n, on in (("default", info.name == default), ("poly-cam", info.name in pyramid))
-            if on
-        ]
+        flags = (
+            ("default", info.name == default),
+            ("poly-cam", info.name in pyramid),
+            ("not on the roughness grid: no layer maps", not info.on_grid(shape)),
+        )
+        notes = [n for n, on in flags if on]
         tag = f"  [{', '.join(notes)}]" if notes else ""
         print(f"  {info.name:<34} {info.channels:>5}  {info.height}x{info.width}{tag}")
 
