@@ -32,6 +32,9 @@ KINDS = ("abs", "positive")
 DEFAULT_TAUS = np.round(np.arange(0.1, 1.0, 0.1), 10)
 
 
+MIN_MARGIN = 0.05  # designs whose peak margin is below this are left out (ambiguous peak)
+
+
 def _check_maps(name: str, maps: np.ndarray, shape: tuple[int, ...] | None = None) -> np.ndarray:
     """``maps`` as finite float64 ``(sample, y, x)``, of ``shape`` if given."""
     maps = np.asarray(maps, dtype=np.float64)
@@ -239,7 +242,8 @@ def _nanmean(values: np.ndarray) -> float:
     return float(finite.mean()) if finite.size else float("nan")
 
 
-def _kept_samples(truth: np.ndarray, peak_margin: np.ndarray, min_margin: float) -> np.ndarray:
+def kept_samples(truth: np.ndarray, peak_margin: np.ndarray, min_margin: float) -> np.ndarray:
+    """Indices of the designs whose peak margin is at least ``min_margin``."""
     margin = np.asarray(peak_margin, dtype=np.float64)
     if margin.shape != (len(truth),):
         raise InputError(
@@ -270,7 +274,7 @@ def ground_truth_scores(
     rectified: bool = False,
     fractions: Sequence[float] = (0.05, 0.1, 0.2),
     kind: str = "abs",
-    min_margin: float = 0.05,
+    min_margin: float = MIN_MARGIN,
     taus: Sequence[float] | np.ndarray = DEFAULT_TAUS,
 ) -> GroundTruthScores:
     """Every ground-truth score of one method's maps, on the samples with a clear peak.
@@ -298,7 +302,7 @@ def ground_truth_scores(
     maps_input = _check_maps("maps_input", maps_input, truth.shape)
     if not fractions:
         raise InputError("fractions must name at least one mask fraction, got none")
-    kept = _kept_samples(truth, peak_margin, min_margin)
+    kept = kept_samples(truth, peak_margin, min_margin)
     native = None if maps_native is None else _native_spearman(maps_native, truth, kept, rectified)
     excluded = len(truth) - len(kept)
     maps, truth = maps_input[kept], truth[kept]

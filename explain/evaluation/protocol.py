@@ -23,9 +23,17 @@ from explain.baselines import BASELINES
 from explain.catalogue import METHODS
 from explain.evaluation import table as keys
 from explain.evaluation.faithfulness import deletion_insertion, random_reference
-from explain.evaluation.groundtruth import ground_truth_scores
+from explain.evaluation.groundtruth import (
+    MIN_MARGIN,
+    block_sum,
+    ground_truth_scores,
+    kept_samples,
+)
 from explain.evaluation.road import road
 from explain.evaluation.sanity import data_randomisation, model_randomisation
+from explain.evaluation.similarity import spearman
+from explain.interpolation import upsample
+from explain.path import integrated_gradients
 
 GT_FRACTION = 0.1  # the top-10% mask of |truth| used in the table
 
@@ -156,6 +164,30 @@ def _ground_truth(
     out.put(keys.GT_IOU, m, idx, gt.iou_mean)
 
 
+def _error_budget(
+    s: _Setup, x: torch.Tensor, maps: torch.Tensor, truth: np.ndarray, kept, rows, out
+) -> None:
+    """Why each method's maps miss the truth: model, learning, grid (``table.EB_*``)."""
+    _, ig, _ = integrated_gradients(s.model, x, chunk=s.chunk)
+    ig = ig.cpu().numpy().astype(np.float64)
+    idx = np.arange(rows.start, rows.stop)[kept]
+    ig_truth = spearman(ig[kept], truth[kept])
+    for m, method in enumerate(s.explainer.methods):
+        out.put(keys.EB_MODEL_IG, m, idx, spearman(maps[:, m].cpu().numpy()[kept], ig[kept]))
+        out.put(keys.EB_IG_TRUTH, m, idx, ig_truth)
+        out.put(keys.EB_CEILING, m, idx, _ceiling(s, method, truth[kept]))
+
+
+def _ceiling(s: _Setup, method: str, truth: np.ndarray) -> np.ndarray:
+    """Spearman with the truth of the truth itself at the method's grid, brought back."""
+    grid = {"layer": s.explainer.layer_shape, "input": s.explainer.shape}
+    shape = grid.get(METHODS[method].resolution, getattr(s.explainer, "pyramid_shape", None))
+    if shape is None or tuple(shape) == tuple(s.explainer.shape):
+        return np.ones(len(truth))
+    coarse = torch.from_numpy(block_sum(truth, tuple(shape)))
+    return spearman(upsample(coarse, s.explainer.shape, s.interpolation).numpy(), truth)
+
+
 def _random_reference(s: _Setup, x_all: torch.Tensor, k: int, batch_size: int, permutations: int):
     """Random-order AUCs ``{baseline: {"deletion_auc"|"insertion_auc": (k,)}}``."""
     random: dict[str, dict[str, np.ndarray]] = {}
@@ -250,6 +282,9 @@ def evaluate(
                     native[method].cpu().numpy() if at_layer else None,
                     np.asarray(truth[rows]), np.asarray(peak_margin[rows]), m, rows, out,
                 )  # fmt: skip
+        if truth is not None:
+            kept = kept_samples(np.asarray(truth[rows]), np.asarray(peak_margin[rows]), MIN_MARGIN)
+            _error_budget(s, x, maps, np.asarray(truth[rows], np.float64), kept, rows, out)
     mean_curves = {
         b: {k: c[k] / np.maximum(c["count"], 1)[:, None] for k in ("deletion", "insertion")}
         for b, c in curves.items()

@@ -50,6 +50,16 @@ GROUND_TRUTH_SCORES = (
     GT_IOU,
 )
 
+# The error budget of a method's agreement with the truth (with ground truth only): does the map
+# describe the model (its Spearman with the model's own integrated gradients), did the model learn
+# the physics (the model's integrated gradients against the truth, the same for every method),
+# and how far can the method's grid go (the truth block-summed onto that grid and brought back
+# by the same interpolation, against the truth: 1 for input-grid methods)
+EB_MODEL_IG = "eb_model_ig"
+EB_IG_TRUTH = "eb_ig_truth"
+EB_CEILING = "eb_grid_ceiling"
+ERROR_BUDGET_SCORES = (EB_MODEL_IG, EB_IG_TRUTH, EB_CEILING)
+
 
 def per_sample_keys(settings: Mapping[str, Any], any_layer_method: bool = True) -> list[str]:
     """Every per-design score an evaluation with ``settings`` produces."""
@@ -59,6 +69,7 @@ def per_sample_keys(settings: Mapping[str, Any], any_layer_method: bool = True) 
     keys += list(ROAD_SCORES)
     if settings["ground_truth"]:
         keys += [k for k in GROUND_TRUTH_SCORES if any_layer_method or k != GT_SPEARMAN_NATIVE]
+        keys += list(ERROR_BUDGET_SCORES)
     return keys
 
 
@@ -89,7 +100,7 @@ def table_keys(settings: Mapping[str, Any], any_layer_method: bool = True) -> li
     keys += [*ROAD_SCORES, ROAD_COMBINED_SEM]
     if settings["ground_truth"]:
         keys += [k for k in GROUND_TRUTH_SCORES if any_layer_method or k != GT_SPEARMAN_NATIVE]
-        keys += [GT_SEM, GT_EXCLUDED]
+        keys += [*ERROR_BUDGET_SCORES, GT_SEM, GT_EXCLUDED]
     if settings["sanity_samples"]:
         keys += [f(m) for m in MEASURES for f in (cascade, final)]
         keys += [CASCADE_PASS, INDEPENDENT_MAX_SPEARMAN_ABS]
@@ -137,7 +148,8 @@ def _faithfulness_row(ev: Any, m: int) -> dict[str, float]:
 
 
 def _ground_truth_row(ev: Any, m: int) -> dict[str, float]:
-    row = {k: _mean(ev.per_sample[k][m]) for k in GROUND_TRUTH_SCORES if k in ev.per_sample}
+    scores = (*GROUND_TRUTH_SCORES, *ERROR_BUDGET_SCORES)
+    row = {k: _mean(ev.per_sample[k][m]) for k in scores if k in ev.per_sample}
     if GT_SPEARMAN_INPUT in ev.per_sample:
         row[GT_SEM] = _sem(ev.per_sample[GT_SPEARMAN_INPUT][m])
         row[GT_EXCLUDED] = float(np.isnan(ev.per_sample[GT_SPEARMAN_INPUT][m]).sum())
@@ -206,6 +218,9 @@ DISPLAY: list[tuple[str, str, str | None]] = [
     (GT_RRA, "RRA@10%", "{:.3f}"),
     (GT_POINTING, "pointing", "{:.2f}"),
     (GT_IOU, "IoU", "{:.3f}"),
+    (EB_MODEL_IG, "ρ model IG", "{:.3f}"),
+    (EB_IG_TRUTH, "ρ IG–truth", "{:.3f}"),
+    (EB_CEILING, "grid ceiling", "{:.3f}"),
     (cascade("spearman_abs"), "cascade ρ|m|", "{:.2f}"),
     (cascade("ssim"), "cascade SSIM", "{:.2f}"),
     (CASCADE_PASS, "model rand.", None),

@@ -122,6 +122,20 @@ def test_exact_ground_truth_by_hand(exact) -> None:
     assert row["gt_rra"] == 1.0
     assert row["gt_pointing"] == 1.0
     assert row["gt_excluded"] == 0.0
+    # error budget: the map is the model's own integrated gradient, which is the truth, on a
+    # layer grid equal to the input grid
+    assert row["eb_model_ig"] == pytest.approx(1.0)
+    assert row["eb_ig_truth"] == pytest.approx(1.0)
+    assert row["eb_grid_ceiling"] == 1.0
+
+
+def test_grid_ceiling_of_a_coarse_layer(setup) -> None:
+    ev = run(setup, sanity_samples=0)
+    # hirescam lives on the 8x8 layer grid of a 16x16 design: its ceiling is below 1;
+    # the input-grid methods' is 1
+    assert 0 < ev.table["hirescam"]["eb_grid_ceiling"] < 1
+    assert ev.table["gradient"]["eb_grid_ceiling"] == 1.0
+    assert ev.table["gradient"]["eb_ig_truth"] == ev.table["hirescam"]["eb_ig_truth"]
 
 
 def test_score_files_hold_the_evaluation(exact, tmp_path) -> None:
