@@ -36,7 +36,7 @@ class PhysicsTarget(nn.Module):
         model = VorticityModel(self.params)
         self.fft_shape = model.fft_shape
         self.register_buffer(
-            "kernel_hat", torch.from_numpy(np.ascontiguousarray(model._kernel_hat))
+            "kernel_hat", torch.from_numpy(np.ascontiguousarray(model.kernel_spectrum))
         )
 
     def field(self, roughness: torch.Tensor) -> torch.Tensor:

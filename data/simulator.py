@@ -48,7 +48,8 @@ class VorticityModel:
         eta = np.arange(-(n - 1), n) % self.fft_shape[0]
         xi = np.arange(-1, lx) % self.fft_shape[1]
         wrapped[np.ix_(eta, xi)] = self.kernel
-        self._kernel_hat = sfft.rfft2(wrapped, workers=workers)
+        # the kernel's real 2-D spectrum on the padded grid (data.differentiable reuses it)
+        self.kernel_spectrum = sfft.rfft2(wrapped, workers=workers)
 
     def field(self, h: np.ndarray) -> np.ndarray:
         """Vorticity ``w`` on spanwise ``0..N-1`` and streamwise ``0..LX-1``.
@@ -61,7 +62,7 @@ class VorticityModel:
         """
         n, lx = self.params.size, self.params.length_x
         h_hat = sfft.rfft2(np.asarray(h, dtype=np.float64), s=self.fft_shape, workers=self.workers)
-        w = sfft.irfft2(h_hat * self._kernel_hat, s=self.fft_shape, workers=self.workers)
+        w = sfft.irfft2(h_hat * self.kernel_spectrum, s=self.fft_shape, workers=self.workers)
         return w[:, :n, :lx]
 
     def contribution_of(self, h: np.ndarray, peak_y: np.ndarray, peak_x: np.ndarray) -> np.ndarray:

@@ -206,9 +206,9 @@ class Explainer:
             self._check_cam(x, preds[0], maps["cam"])
         return preds[0], maps
 
-    def reference(self, x: torch.Tensor) -> torch.Tensor | None:
-        """The baseline field for designs ``x``; None (the methods' own smooth wall) if unset."""
-        return None if self.baseline is None else baseline_field(self.baseline, x)
+    def reference(self, x: torch.Tensor) -> torch.Tensor:
+        """The baseline field for designs ``x`` (the smooth wall if none was given)."""
+        return baseline_field(self.baseline, x)
 
     def record_completeness(self, residual: torch.Tensor, change: torch.Tensor) -> None:
         """Keep integrated gradients' per-design residual ``sum(map) - (f(x) - f(b))``."""

@@ -17,9 +17,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from explain.baselines import baseline_field
 from explain.batching import one_per_input
 from explain.hooks import eval_mode
-from explain.inputs import expand_baseline, positive_int, roughness_batch
+from explain.inputs import positive_int, roughness_batch
 
 
 def gauss_legendre(steps: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -41,7 +42,8 @@ def integrated_gradients(
     Args:
         model: Any module mapping ``(batch, 1, y, x)`` to ``(batch,)``.
         roughness: Heights ``(batch, 1, y, x)`` in delta.
-        baseline: Reference field broadcasting to ``roughness``; default the smooth wall (0).
+        baseline: A name of :data:`explain.baselines.BASELINES` or a field broadcasting to
+            ``roughness``; default the smooth wall (0).
         steps: Quadrature nodes along the straight path from ``b`` to ``x``.
         chunk: Largest number of path points per forward/backward pass.
 
@@ -51,7 +53,7 @@ def integrated_gradients(
         quadrature error.
     """
     x = roughness_batch(roughness).detach()
-    b = torch.zeros_like(x) if baseline is None else expand_baseline(baseline, x)
+    b = baseline_field(baseline, x)
     positive_int("chunk", chunk)
     alphas, weights = (t.to(x.device, x.dtype) for t in gauss_legendre(steps))
     batch = x.shape[0]

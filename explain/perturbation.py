@@ -29,9 +29,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from data.errors import InputError
+from explain.baselines import baseline_field
 from explain.batching import forward_rows, one_per_input
 from explain.hooks import captured_layers, eval_mode
-from explain.inputs import expand_baseline, positive_int, roughness_batch
+from explain.inputs import positive_int, roughness_batch
 from explain.interpolation import upsample
 
 POLY_VARIANTS = ("polycam+", "polycam-", "polycam+-")
@@ -45,9 +46,7 @@ def _check_inputs(
     """The detached input and the baseline expanded to its shape, on its device."""
     x = roughness_batch(roughness).detach()
     positive_int("chunk", chunk)
-    if baseline is None:
-        return x, torch.zeros_like(x)
-    return x, expand_baseline(baseline, x)
+    return x, baseline_field(baseline, x)
 
 
 def _unit_masks(act: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -72,6 +72,7 @@ class RoughnessCNN(nn.Module):
         stem_stride: Stride of the very first convolution. 2 halves the resolution at
             once: the transport filters out spanwise wavelengths below ~9 cells, so little
             of the physics lives at the finest scale, and every later layer is 4x cheaper.
+
     Shapes: input ``(batch, 1, y, x)``; output ``(batch,)``.
     """
 

@@ -22,19 +22,8 @@ from __future__ import annotations
 import math
 
 import torch
+from scipy.fft import next_fast_len
 from torch import nn
-
-
-def _fast_len(n: int) -> int:
-    """The smallest 2^a 3^b 5^c >= n (an efficient FFT length)."""
-    best = 1 << (n - 1).bit_length()
-    for a in (1, 3, 9, 27, 81):
-        for b in (1, 5, 25, 125):
-            m = a * b
-            while m < n:
-                m *= 2
-            best = min(best, m)
-    return best
 
 
 class TransportNet(nn.Module):
@@ -78,7 +67,8 @@ class TransportNet(nn.Module):
         """Transported fields ``(batch, channels, y, x + wake)`` over the patch and the wake."""
         ny, nx = h.shape[-2:]
         lx = nx + self.wake
-        fy, fx = _fast_len(ny + 2 * self.span), _fast_len(nx + lx + 1)
+        fy = next_fast_len(ny + 2 * self.span, real=True)
+        fx = next_fast_len(nx + lx + 1, real=True)
         rows = torch.arange(-self.span, self.span + 1, device=h.device) % fy
         cols = torch.arange(-1, self.reach, device=h.device) % fx
         wrapped = self.kernel.new_zeros(self.kernel.shape[0], fy, fx)

@@ -37,11 +37,14 @@ def test_transport_is_linear_and_causal() -> None:
     torch.testing.assert_close(net.transport(2 * h - g), 2 * w - net.transport(g))
 
 
-def test_output_reads_only_the_wake_maximum() -> None:
-    net = TransportNet(**SMALL)
-    x = torch.randn(2, 1, 16, 16, requires_grad=True)
-    (grad,) = torch.autograd.grad(net(x).sum(), x)
-    assert grad.abs().sum() > 0
+def test_output_is_the_head_of_a_smooth_wake_maximum() -> None:
+    """Recomputed by hand: response over the wake columns only, log-sum-exp, head."""
+    net = TransportNet(**SMALL).double()
+    x = torch.randn(2, 1, 16, 16, dtype=torch.float64)
+    wake = net.response(net.transport(x)[..., 16:]).flatten(1)  # columns 16..19: the wake
+    assert wake.shape == (2, 16 * 4)
+    peak = net.tau * (torch.logsumexp(wake / net.tau, dim=1) - torch.log(torch.tensor(64.0)))
+    torch.testing.assert_close(net(x), net.head(peak[:, None]).squeeze(1).detach())
     with pytest.raises(ValueError, match="tau"):
         TransportNet(tau=0.0)
 
