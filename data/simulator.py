@@ -106,6 +106,24 @@ class VorticityModel:
         )
 
 
+def saturation_ratio(max_vorticity: np.ndarray, omega_s: float) -> np.ndarray:
+    """``|w(p*)| / omega_s``, the peak before saturation, from ``omega_s tanh(|w(p*)| / omega_s)``.
+
+    Args:
+        max_vorticity: The saturated target ``(sample,)`` in U_e/delta.
+        omega_s: The saturation level in U_e/delta (campaign attribute ``model_omega_s``).
+
+    Returns:
+        ``(sample,)`` float64, unitless: ``artanh(max_vorticity / omega_s)``, the ratio clipped
+        to ``[0, 1)`` first, so a target stored as ``omega_s`` itself (float32 rounding of
+        ``tanh`` near 1) gives a large finite value.
+    """
+    if not omega_s > 0:
+        raise ValueError(f"omega_s must be positive, got {omega_s}")
+    ratio = np.abs(np.asarray(max_vorticity, dtype=np.float64)) / omega_s
+    return np.arctanh(np.clip(ratio, 0.0, np.nextafter(1.0, 0.0)))
+
+
 def simulate_chunks(
     params: PhysicsParams,
     samples: int,

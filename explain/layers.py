@@ -15,6 +15,7 @@ __all__ = [
     "LayerInfo",
     "candidate_layers",
     "default_layer",
+    "feature_layers",
     "find_layer",
     "pyramid_layers",
     "spatial_layers",
@@ -81,17 +82,25 @@ def default_layer(model: nn.Module, shape: tuple[int, int]) -> str:
     return layers[-1].name
 
 
-def pyramid_layers(model: nn.Module, shape: tuple[int, int]) -> list[str]:
-    """Poly-CAM's layers, shallow to deep: the last module at each resolution.
+def feature_layers(model: nn.Module, shape: tuple[int, int]) -> list[LayerInfo]:
+    """The candidate layers on the input grid from the first module with parameters on.
 
-    That is the module just before each downsampling (and the deepest map). Modules that
-    finish before the first module with parameters (e.g. appended coordinate channels)
-    are not features and are skipped.
+    Modules that finish before it (an input normaliser, appended coordinate channels) are
+    not features: their output does not depend on the model's weights.
     """
     layers = [info for info in candidate_layers(model, shape) if info.on_grid(shape)]
     first = next((i for i, info in enumerate(layers) if info.has_parameters), 0)
+    return layers[first:]
+
+
+def pyramid_layers(model: nn.Module, shape: tuple[int, int]) -> list[str]:
+    """Poly-CAM's layers, shallow to deep: the last module at each resolution.
+
+    That is the module just before each downsampling (and the deepest map), among the
+    :func:`feature_layers`.
+    """
     last_at: dict[tuple[int, int], str] = {}
-    for info in layers[first:]:
+    for info in feature_layers(model, shape):
         last_at.pop((info.height, info.width), None)
         last_at[(info.height, info.width)] = info.name
     return list(last_at.values())

@@ -11,11 +11,16 @@ import numpy as np
 
 from data.atomic import check_outputs
 from data.errors import InputError
+from data.simulator import saturation_ratio
+from explain.api import DEFAULT_METHODS
 from explain.catalogue import METHODS
 from explain.evaluation.road import ROAD_PERCENTAGES
 from train.inputs import Inputs, open_inputs, options_parser, resolve_device, sha256, split_names
 
-OUTPUTS = ("scores.md", "scores.csv", "scores.nc", "summary.json")
+# layers.csv is written only with ground truth, but an earlier one is never silently left beside
+# new scores: it is refused like the others without --overwrite
+OUTPUTS = ("scores.md", "scores.csv", "scores.nc", "summary.json", "layers.csv")
+OMEGA_S = "model_omega_s"  # the saturation level of a synthetic campaign (PhysicsParams.as_attrs)
 
 
 def evaluate_parser() -> argparse.ArgumentParser:
@@ -57,6 +62,18 @@ def evaluate_parser() -> argparse.ArgumentParser:
         help="a model trained on permuted targets (configs/randomised-targets.yaml), for the "
         "data-randomisation check",
     )
+    parser.add_argument(
+        "--layer-sweep",
+        action=argparse.BooleanOptionalAction,
+        help="with ground truth, score the layer methods at every feature layer and write "
+        "layers.csv (default on)",
+    )
+    parser.add_argument(
+        "--layer-sweep-methods",
+        nargs="+",
+        help="one-pass layer methods of the sweep (default cam hirescam layercam; cam is "
+        "skipped where undefined)",
+    )
     parser.add_argument("--batch-size", type=int, help="designs per batch (default 50)")
     parser.add_argument("--chunk", type=int, help="perturbed inputs per pass (default 1024)")
     parser.add_argument("--seed", type=int, help="seed of every random step (default 0)")
@@ -78,8 +95,9 @@ def _percentages(text: str) -> tuple[float, ...]:
 def evaluate_command(args: Sequence[str]) -> int:
     """Run ``surrogate evaluate`` from command-line arguments; returns the exit status."""
     opts = vars(evaluate_parser().parse_args(args))
-    if "methods" in opts:
-        opts["methods"] = split_names(opts["methods"])
+    for name in ("methods", "layer_sweep_methods"):
+        if name in opts:
+            opts[name] = split_names(opts[name])
     if "road_percentages" in opts:
         opts["road_percentages"] = _percentages(opts["road_percentages"])
     evaluate_designs(**opts)
@@ -101,6 +119,8 @@ def evaluate_designs(
     sanity_samples: int = 16,
     road_percentages: Sequence[float] = ROAD_PERCENTAGES,
     randomised_checkpoint: Path | None = None,
+    layer_sweep: bool = True,
+    layer_sweep_methods: Sequence[str] = DEFAULT_METHODS,
     batch_size: int = 50,
     chunk: int = 1024,
     seed: int = 0,
@@ -109,7 +129,8 @@ def evaluate_designs(
 ):
     """Score ``methods`` on the ``split`` designs of a campaign and write the results to ``out``.
 
-    Writes ``scores.md/.csv/.nc``, ``summary.json`` and the plots; returns the
+    Writes ``scores.md/.csv/.nc``, ``summary.json`` and the plots, and with ground truth and
+    ``layer_sweep`` also ``layers.csv``; returns the
     :class:`~explain.evaluation.protocol.Evaluation` and its recommendation.
     """
     from explain.evaluation.protocol import evaluate
@@ -137,7 +158,9 @@ def evaluate_designs(
     start = time.perf_counter()
     ev = evaluate(
         model, designs["roughness"], list(methods), truth=designs.get("truth"),
-        peak_margin=designs.get("margin"), target_std=designs["target_std"], layer=layer,
+        peak_margin=designs.get("margin"), saturation=designs.get("saturation"),
+        layer_sweep_methods=tuple(layer_sweep_methods) if layer_sweep else (),
+        target_std=designs["target_std"], layer=layer,
         steps=steps, random_permutations=random_permutations, random_samples=random_samples,
         sanity_samples=sanity_samples, road_percentages=tuple(road_percentages),
         randomised_model=randomised, batch_size=batch_size, chunk=chunk, seed=seed,
@@ -160,7 +183,11 @@ def evaluate_designs(
 
 
 def _designs(inputs: Inputs, split: str, samples: int | None) -> tuple[np.ndarray, dict]:
-    """The selected designs' roughness, and truth and peak margin where the campaign has them."""
+    """The selected designs' roughness, and truth and peak margin where the campaign has them.
+
+    With ground truth and the campaign's saturation level ``omega_s``, also each design's
+    ``|w(p*)| / omega_s`` (``"saturation"``), recovered from ``max_vorticity``.
+    """
     ids = inputs.select(split, flag="--split")[:samples]
     campaign = inputs.campaign
     designs = {
@@ -170,4 +197,9 @@ def _designs(inputs: Inputs, split: str, samples: int | None) -> tuple[np.ndarra
     if "contribution" in campaign and "peak_margin" in campaign:
         designs["truth"] = campaign["contribution"][ids].values
         designs["margin"] = campaign["peak_margin"][ids].values
+        if OMEGA_S in campaign.attrs:
+            omega_s = float(campaign.attrs[OMEGA_S])
+            designs["saturation"] = saturation_ratio(campaign["max_vorticity"][ids].values, omega_s)
+        else:
+            print(f"no saturation split: the campaign has no {OMEGA_S!r} attribute")
     return ids, designs

@@ -12,6 +12,8 @@ follow ``shared/reference/saliency-evaluation.md``, section "Ground truth":
   of the top ``fraction`` of cells by ``|truth|`` or by positive truth.
 - IoU of ``{map >= tau max(map)}`` with the mask, ``tau`` swept ``0.1 ... 0.9``.
 - Samples with ``peak_margin`` below 5% (an ambiguous truth) are left out and counted.
+- The resolution ceiling of a coarser grid (:func:`grid_ceiling`): the truth block-summed onto
+  it and brought back, against the truth itself.
 
 Every function is vectorised over the sample axis. Ties are resolved so that the result does not
 depend on the order of the cells, except in :func:`truth_mask`, which must pick exactly ``K`` cells
@@ -24,9 +26,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from data.errors import InputError
 from explain.evaluation.similarity import spearman
+from explain.interpolation import upsample
 
 KINDS = ("abs", "positive")
 DEFAULT_TAUS = np.round(np.arange(0.1, 1.0, 0.1), 10)
@@ -77,6 +81,30 @@ def block_sum(truth: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
             f"shape {tuple(shape)} must divide the truth's grid {(big_y, big_x)} into whole blocks"
         )
     return truth.reshape(b, h, big_y // h, w, big_x // w).sum(axis=(2, 4))
+
+
+def grid_ceiling(truth: np.ndarray, shape: tuple[int, int], interpolation: str) -> np.ndarray:
+    """How far a map on a coarser grid can agree with the truth: the resolution ceiling.
+
+    The truth is block-summed onto ``shape`` (:func:`block_sum`), brought back to the input
+    grid by ``interpolation`` (:func:`explain.interpolation.upsample`, as the layer maps are)
+    and compared with itself by Spearman. A map on that grid cannot rank the input cells
+    better, whatever the model.
+
+    Args:
+        truth: ``(sample, Y, X)`` signed truth, e.g. ``contribution`` in ``U_e/delta``.
+        shape: The coarse grid ``(h, w)``; ``Y`` and ``X`` whole multiples of ``h`` and ``w``.
+        interpolation: A mode of :data:`explain.interpolation.MODES`.
+
+    Returns:
+        ``(sample,)`` Spearman rho, unitless: exactly 1 on the input grid itself, NaN where
+        the truth or its coarse version is constant.
+    """
+    truth = _check_maps("truth", truth)
+    if tuple(shape) == truth.shape[1:]:
+        return np.ones(len(truth))
+    coarse = torch.from_numpy(block_sum(truth, tuple(shape)))
+    return _spearman(upsample(coarse, truth.shape[1:], interpolation).numpy(), truth)
 
 
 def mask_size(fraction: float, cells: int) -> int:
@@ -237,6 +265,15 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return spearman(a, b) if len(a) else np.empty(0)
 
 
+def truth_spearman(maps: np.ndarray, truth: np.ndarray, rectified: bool = False) -> np.ndarray:
+    """Spearman of each map with the truth on the same grid, ``(sample,)``.
+
+    Signed maps are compared with the signed truth; ``rectified`` maps (non-negative by
+    construction) with its positive part ``max(truth, 0)``. NaN for a constant map or truth.
+    """
+    return _spearman(maps, np.maximum(truth, 0.0) if rectified else truth)
+
+
 def _nanmean(values: np.ndarray) -> float:
     finite = values[~np.isnan(values)]
     return float(finite.mean()) if finite.size else float("nan")
@@ -262,7 +299,7 @@ def _native_spearman(
             f"maps_native must have {len(truth)} samples like the truth, got {len(maps_native)}"
         )
     blocks = block_sum(truth[kept], maps_native.shape[1:])
-    return _spearman(maps_native[kept], np.maximum(blocks, 0.0) if rectified else blocks)
+    return truth_spearman(maps_native[kept], blocks, rectified)
 
 
 def ground_truth_scores(
@@ -316,7 +353,7 @@ def ground_truth_scores(
     return GroundTruthScores(
         kept=kept,
         excluded=excluded,
-        spearman_input=_spearman(signed, np.maximum(truth, 0.0) if rectified else truth),
+        spearman_input=truth_spearman(signed, truth, rectified),
         spearman_native=native,
         rma={frac: relevance_mass_accuracy(maps, mask) for frac, mask in masks.items()},
         rra={frac: relevance_rank_accuracy(maps, mask) for frac, mask in masks.items()},

@@ -25,14 +25,15 @@ from explain.evaluation import table as keys
 from explain.evaluation.faithfulness import deletion_insertion, random_reference
 from explain.evaluation.groundtruth import (
     MIN_MARGIN,
-    block_sum,
+    grid_ceiling,
     ground_truth_scores,
     kept_samples,
 )
+from explain.evaluation.layers import LayerScore, layer_sweep, sweep_methods
 from explain.evaluation.road import road
 from explain.evaluation.sanity import data_randomisation, model_randomisation
 from explain.evaluation.similarity import spearman
-from explain.interpolation import upsample
+from explain.evaluation.splits import Split, split_scores
 from explain.path import integrated_gradients
 
 GT_FRACTION = 0.1  # the top-10% mask of |truth| used in the table
@@ -54,6 +55,10 @@ class Evaluation:
         data_random: ``{method: {measure: Summary}}`` against a permuted-target model, if given.
         table: ``{method: {column: value}}``, the numbers the recommendation reads.
         settings: How the scores were obtained (steps, baselines, sample counts, seeds...).
+        layers: The layer sweep with ground truth (:func:`explain.evaluation.layers.layer_sweep`),
+            one row per layer and method; None when not run.
+        splits: The ground-truth scores by design regime with ground truth,
+            ``{"peak_margin"|"saturation": Split}`` (:mod:`explain.evaluation.splits`).
     """
 
     methods: list[str]
@@ -66,6 +71,8 @@ class Evaluation:
     data_random: dict | None = None
     table: dict[str, dict[str, float]] = field(default_factory=dict)
     settings: dict[str, object] = field(default_factory=dict)
+    layers: list[LayerScore] | None = None
+    splits: dict[str, Split] = field(default_factory=dict)
 
 
 def _maps_fn(
@@ -182,10 +189,7 @@ def _ceiling(s: _Setup, method: str, truth: np.ndarray) -> np.ndarray:
     """Spearman with the truth of the truth itself at the method's grid, brought back."""
     grid = {"layer": s.explainer.layer_shape, "input": s.explainer.shape}
     shape = grid.get(METHODS[method].resolution, getattr(s.explainer, "pyramid_shape", None))
-    if shape is None or tuple(shape) == tuple(s.explainer.shape):
-        return np.ones(len(truth))
-    coarse = torch.from_numpy(block_sum(truth, tuple(shape)))
-    return spearman(upsample(coarse, s.explainer.shape, s.interpolation).numpy(), truth)
+    return grid_ceiling(truth, tuple(shape or s.explainer.shape), s.interpolation)
 
 
 def _random_reference(s: _Setup, x_all: torch.Tensor, k: int, batch_size: int, permutations: int):
@@ -212,6 +216,7 @@ def evaluate(
     *,
     truth: np.ndarray | None = None,
     peak_margin: np.ndarray | None = None,
+    saturation: np.ndarray | None = None,
     target_std: float | None = None,
     layer: str | None = None,
     interpolation: str = "bilinear",
@@ -222,6 +227,7 @@ def evaluate(
     road_percentages: Sequence[float] = tuple(np.round(np.arange(0.1, 1.0, 0.1), 2)),
     sanity_samples: int = 16,
     randomised_model: nn.Module | None = None,
+    layer_sweep_methods: Sequence[str] = (),
     batch_size: int = 50,
     chunk: int = 1024,
     seed: int = 0,
@@ -235,6 +241,9 @@ def evaluate(
         methods: Method names (see :mod:`explain.catalogue`).
         truth, peak_margin: Ground-truth contribution ``(sample, y, x)`` and peak margins of a
             synthetic campaign; without them the ground-truth scores are skipped.
+        saturation: ``(sample,)`` ``|w(p*)| / omega_s`` of each design (unitless, see
+            ``data.simulator.saturation_ratio``), to split the ground-truth scores by
+            saturation regime; the split by peak margin needs only ``peak_margin``.
         target_std: Standard deviation of the target, to flag designs whose output barely
             changes between input and baseline (``|f(x) - f(b)| < 0.1 sigma``).
         layer: Layer of the layer methods; default the model's last spatial layer.
@@ -246,6 +255,9 @@ def evaluate(
         road_percentages: Fractions of cells ROAD removes.
         sanity_samples: Designs (the first ones) used for the randomisation checks.
         randomised_model: A model trained on permuted targets, for data randomisation.
+        layer_sweep_methods: One-pass layer methods to score against the truth at every
+            feature layer on the input grid (:func:`~explain.evaluation.layers.layer_sweep`);
+            none by default. Needs ``truth``.
         batch_size: Designs per batch.
         chunk: Perturbed inputs per forward pass.
         seed: Seed of every random step (tie-breaking, random orders, ROAD noise, re-inits).
@@ -255,6 +267,7 @@ def evaluate(
     n, shape = len(x_all), tuple(x_all.shape[-2:])
     explainer = Explainer(model, shape, methods, layer, (interpolation,), chunk=chunk)
     methods = explainer.methods
+    sweep = sweep_methods(layer_sweep_methods) if layer_sweep_methods and truth is not None else []
     unknown = [b for b in baselines if b not in BASELINES]
     if unknown:
         raise InputError(f"unknown baseline(s) {unknown}; choose from {list(BASELINES)}")
@@ -295,6 +308,14 @@ def evaluate(
     sanity = min(n, sanity_samples)
     if sanity:
         _sanity(result, s, x_all[:sanity], randomised_model, seed, progress)
+    if truth is not None:
+        result.splits = _splits(result, peak_margin, saturation)
+        if sweep:
+            result.layers = layer_sweep(
+                model, roughness, truth, peak_margin, sweep,
+                interpolation=interpolation, batch_size=batch_size, chunk=chunk,
+                progress=progress,
+            )  # fmt: skip
     result.settings = {
         "samples": n,
         "layer": explainer.layer,
@@ -309,9 +330,23 @@ def evaluate(
         "target_std": target_std,
         "ground_truth": truth is not None,
         "data_randomisation": randomised_model is not None,
+        "saturation_split": truth is not None and saturation is not None,
+        "layer_sweep": sweep,
     }
     result.table = keys.summarise(result)
     return result
+
+
+def _splits(
+    result: Evaluation, peak_margin: np.ndarray, saturation: np.ndarray | None
+) -> dict[str, Split]:
+    """The ground-truth scores by peak margin and, given the ratios, by saturation regime."""
+    arrays = {"saturation": saturation, "peak_margin": peak_margin}
+    return {
+        name: split_scores(result.per_sample, result.methods, name, values, peak_margin)
+        for name, values in arrays.items()
+        if values is not None
+    }
 
 
 def _sanity(

@@ -16,9 +16,13 @@ import xarray as xr
 from data.atomic import atomic_path
 from explain.catalogue import METHODS
 from explain.evaluation import table as keys
+from explain.evaluation.layer_plot import layers_plot
+from explain.evaluation.layers import LayerScore
 from explain.evaluation.plots import cascade_plot, curves_plot
+from explain.evaluation.splits import Split
 
 OUTPUTS = ("scores.md", "scores.csv", "scores.nc", "summary.json")
+LAYERS_CSV = "layers.csv"  # with ground truth and a layer sweep
 
 
 def _cell(value: float | None, fmt: str | None) -> str:
@@ -51,6 +55,92 @@ def markdown_table(ev, rec) -> str:
     return "\n".join(lines)
 
 
+def split_table(split: Split, methods: list[str]) -> str:
+    """One split as markdown: the designs per bin, then a method per row and each score per bin.
+
+    The model's integrated gradients against the truth are the same for every method, so they
+    are given once per bin, beside the number of designs.
+    """
+    shown = {key: (header, fmt) for key, header, fmt in keys.DISPLAY}
+    cols = [(k, b.name) for k in split.scores if k != keys.EB_IG_TRUTH for b in split.bins]
+    notes = []
+    for b, n in split.designs.items():
+        ig_truth = split.table[methods[0]][b].get(keys.EB_IG_TRUTH)
+        notes.append(
+            f"{b}: {n} designs" + (f", ρ IG–truth {_cell(ig_truth, '{:.3f}')}" if n else "")
+        )
+    lines = [
+        "; ".join(notes) + ".",
+        "",
+        "| method | " + " | ".join(f"{shown[k][0]} · {b}" for k, b in cols) + " |",
+        "|---|" + "---|" * len(cols),
+    ]
+    for method in methods:
+        row = split.table[method]
+        cells = [_cell(row[b].get(k), shown[k][1]) for k, b in cols]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def layers_table(layers: list[LayerScore], methods: list[str]) -> str:
+    """The layer sweep as markdown: a row per layer with its grid (``cell`` = input cells per
+    layer cell) and ceiling, then per method its Spearman with the truth on the input grid, at
+    the layer's grid, and its share of the ceiling; ``methods`` in column order."""
+    found = {(r.layer, r.method): r for r in layers}
+    head = ["layer", "grid", "cell", "grid ceiling"]
+    head += [f"{h} {m}" for m in methods for h in ("ρ truth", "ρ (layer)", "share")]
+    lines = ["| " + " | ".join(head) + " |", "|---|" + "---|" * (len(head) - 1)]
+    for first in {r.layer: r for r in layers}.values():
+        cells = [
+            first.layer,
+            f"{first.height}×{first.width}",
+            str(first.cell),
+            f"{first.ceiling:.3f}",
+        ]
+        for m in methods:
+            r = found.get((first.layer, m))
+            values = (r.spearman_input, r.spearman_native, r.ceiling_fraction) if r else (None,) * 3
+            cells += [_cell(v, "{:.3f}") for v in values]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def sections(ev) -> str:
+    """The ground-truth sections of ``scores.md`` after the table: splits and the layer sweep."""
+    s = ev.settings
+    if not s["ground_truth"]:
+        return ""
+    titles = {"saturation": "saturation regime |w(p*)|/ω_s", "peak_margin": "peak margin"}
+    out = []
+    for name, title in titles.items():
+        out += ["", f"## Agreement with the truth by {title}", ""]
+        if name in ev.splits:
+            out.append(split_table(ev.splits[name], ev.methods))
+        else:
+            out.append("Not split: no saturation ratios were given (a campaign without ω_s).")
+    if ev.layers is not None:
+        designs = ev.layers[0].designs if ev.layers else 0
+        out += [
+            "",
+            "## Agreement with the truth layer by layer",
+            "",
+            f"{', '.join(s['layer_sweep'])} at every feature layer on the input grid, "
+            f"{designs} designs; share = ρ truth / grid ceiling; – = undefined at that layer.",
+            "",
+            layers_table(ev.layers, s["layer_sweep"]),
+        ]
+    return "\n".join(["", *out])
+
+
+def _write_csv(path: Path, header: list[str], rows: list[list[object]]) -> None:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(header)
+    writer.writerows(rows)
+    with atomic_path(path) as tmp:
+        tmp.write_text(buffer.getvalue())
+
+
 def recommendation_text(rec) -> str:
     """The recommendation in words: the method (or why none), how sure, and the reasons."""
     ranking = ", ".join(f"{m} ({r:.1f})" for m, r in rec.ranking)
@@ -72,7 +162,10 @@ def recommendation_text(rec) -> str:
 
 
 def write_results(ev, rec, ids: np.ndarray, folder: Path) -> None:
-    """scores.md/.csv/.nc, summary.json and the curve and cascade plots, each written atomically."""
+    """scores.md/.csv/.nc, summary.json, the plots and, after a layer sweep, layers.csv.
+
+    Each file is written atomically.
+    """
     s = ev.settings
     header = [
         "# Attribution methods scored",
@@ -86,15 +179,13 @@ def write_results(ev, rec, ids: np.ndarray, folder: Path) -> None:
         "",
     ]
     with atomic_path(folder / "scores.md") as tmp:
-        tmp.write_text("\n".join(header) + markdown_table(ev, rec) + "\n")
-    buffer = io.StringIO()
-    keys = sorted({k for row in ev.table.values() for k in row})
-    writer = csv.writer(buffer)
-    writer.writerow(["method", *keys])
-    for method, row in ev.table.items():
-        writer.writerow([method, *[row.get(k, "") for k in keys]])
-    with atomic_path(folder / "scores.csv") as tmp:
-        tmp.write_text(buffer.getvalue())
+        tmp.write_text("\n".join(header) + markdown_table(ev, rec) + sections(ev) + "\n")
+    columns = sorted({k for row in ev.table.values() for k in row})
+    rows = [[method, *[row.get(k, "") for k in columns]] for method, row in ev.table.items()]
+    _write_csv(folder / "scores.csv", ["method", *columns], rows)
+    if ev.layers is not None:
+        rows = [list(r.row().values()) for r in ev.layers]
+        _write_csv(folder / LAYERS_CSV, list(keys.LAYER_COLUMNS), rows)
     data = {
         name.replace("/", "_"): (("method", "sample"), values.astype(np.float32))
         for name, values in ev.per_sample.items()
@@ -139,9 +230,13 @@ def write_results(ev, rec, ids: np.ndarray, folder: Path) -> None:
         "ranking": rec.ranking,
         "rejected": rec.rejected,
         "notes": rec.notes,
+        "splits": {name: split.as_dict() for name, split in ev.splits.items()},
+        "layers": None if ev.layers is None else [r.row() for r in ev.layers],
     }
     with atomic_path(folder / "summary.json") as tmp:
         tmp.write_text(json.dumps(summary, indent=2, default=float) + "\n")
     curves_plot(ev, folder / "curves")
     if ev.cascade is not None:
         cascade_plot(ev, folder / "cascade")
+    if ev.layers:
+        layers_plot(ev.layers, s["interpolation"], folder / "layers")

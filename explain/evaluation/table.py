@@ -60,6 +60,28 @@ EB_IG_TRUTH = "eb_ig_truth"
 EB_CEILING = "eb_grid_ceiling"
 ERROR_BUDGET_SCORES = (EB_MODEL_IG, EB_IG_TRUTH, EB_CEILING)
 
+# The agreement with the truth split by the designs' regime (explain/evaluation/splits.py): the
+# scores split, and the count of designs in each bin
+SPLIT_SCORES = (GT_SPEARMAN_INPUT, *ERROR_BUDGET_SCORES)
+DESIGNS = "designs"
+
+# The layer sweep (explain/evaluation/layers.py), one row per layer and method: the columns of
+# layers.csv and summary.json's "layers"; the scores are those of the table above at that layer
+LAYER, LAYER_HEIGHT, LAYER_WIDTH, LAYER_CELL, METHOD = "layer", "height", "width", "cell", "method"
+CEILING_FRACTION = "ceiling_fraction"  # gt_spearman_input / eb_grid_ceiling
+LAYER_COLUMNS = (
+    LAYER,
+    LAYER_HEIGHT,
+    LAYER_WIDTH,
+    LAYER_CELL,
+    METHOD,
+    DESIGNS,
+    GT_SPEARMAN_INPUT,
+    GT_SPEARMAN_NATIVE,
+    EB_CEILING,
+    CEILING_FRACTION,
+)
+
 
 def per_sample_keys(settings: Mapping[str, Any], any_layer_method: bool = True) -> list[str]:
     """Every per-design score an evaluation with ``settings`` produces."""
@@ -120,7 +142,8 @@ def criteria(settings: Mapping[str, Any]) -> list[str]:
 # -- summarising ------------------------------------------------------------------------------
 
 
-def _mean(v: np.ndarray) -> float:
+def finite_mean(v: np.ndarray) -> float:
+    """Mean of the finite values of ``v`` (a score is NaN where undefined); NaN if none."""
     v = v[np.isfinite(v)]
     return float(v.mean()) if v.size else float("nan")
 
@@ -136,20 +159,20 @@ def _faithfulness_row(ev: Any, m: int) -> dict[str, float]:
         flags = ev.per_sample[small_change(b)][m] > 0
         dele = np.where(flags, np.nan, ev.per_sample[deletion_auc(b)][m])
         ins = np.where(flags, np.nan, ev.per_sample[insertion_auc(b)][m])
-        row[deletion(b)], row[insertion(b)] = _mean(dele), _mean(ins)
-        row[ins_del(b)], row[ins_del_sem(b)] = _mean(ins - dele), _sem(ins - dele)
+        row[deletion(b)], row[insertion(b)] = finite_mean(dele), finite_mean(ins)
+        row[ins_del(b)], row[ins_del_sem(b)] = finite_mean(ins - dele), _sem(ins - dele)
         rnd = ev.random[b]
-        row[random_ins_del(b)] = _mean(rnd["insertion_auc"] - rnd["deletion_auc"])
+        row[random_ins_del(b)] = finite_mean(rnd["insertion_auc"] - rnd["deletion_auc"])
         row[flagged(b)] = float(flags.sum())
     for name in ROAD_SCORES:
-        row[name] = _mean(ev.per_sample[name][m])
+        row[name] = finite_mean(ev.per_sample[name][m])
     row[ROAD_COMBINED_SEM] = _sem(ev.per_sample[ROAD_COMBINED][m])
     return row
 
 
 def _ground_truth_row(ev: Any, m: int) -> dict[str, float]:
     scores = (*GROUND_TRUTH_SCORES, *ERROR_BUDGET_SCORES)
-    row = {k: _mean(ev.per_sample[k][m]) for k in scores if k in ev.per_sample}
+    row = {k: finite_mean(ev.per_sample[k][m]) for k in scores if k in ev.per_sample}
     if GT_SPEARMAN_INPUT in ev.per_sample:
         row[GT_SEM] = _sem(ev.per_sample[GT_SPEARMAN_INPUT][m])
         row[GT_EXCLUDED] = float(np.isnan(ev.per_sample[GT_SPEARMAN_INPUT][m]).sum())

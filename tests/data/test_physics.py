@@ -16,7 +16,7 @@ import pytest
 
 from data.physics import PhysicsParams, roughness_kernel, spanwise_growth, transport_kernel
 from data.roughness import edge_taper, ridge_field, roughness_fields
-from data.simulator import VorticityModel, simulate_chunks
+from data.simulator import VorticityModel, saturation_ratio, simulate_chunks
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +89,22 @@ def test_target_is_saturated_wake_maximum(model: VorticityModel, heights: np.nda
         chunk.max_vorticity, omega_s * np.tanh(np.abs(w_peak) / omega_s), rtol=1e-14
     )
     assert np.all((chunk.peak_margin >= 0) & (chunk.peak_margin <= 1))
+
+
+def test_saturation_ratio_inverts_the_saturation(
+    model: VorticityModel, heights: np.ndarray
+) -> None:
+    n, omega_s = model.params.size, model.params.omega_s
+    _, _, w_peak = _peak(model.field(heights)[:, :, n:], n)
+    ratio = saturation_ratio(model.evaluate(heights).max_vorticity, omega_s)
+    np.testing.assert_allclose(ratio, np.abs(w_peak) / omega_s, rtol=1e-9)
+    # by hand: tanh(0.5) = 0.46211715726; a target at (or rounded above) omega_s stays finite
+    by_hand = saturation_ratio(np.array([0.0, 0.46211715726 * 0.25, 0.25, 0.3]), 0.25)
+    np.testing.assert_allclose(by_hand[:2], [0.0, 0.5], atol=1e-10)
+    assert np.all(np.isfinite(by_hand))
+    assert by_hand[2] == by_hand[3] > 10
+    with pytest.raises(ValueError, match="omega_s"):
+        saturation_ratio(np.ones(2), 0.0)
 
 
 def test_contribution_is_the_integrated_gradient() -> None:

@@ -12,7 +12,7 @@ import pytest
 import torch
 import xarray as xr
 
-from data.campaign import simulate_campaign, write_campaign
+from data.campaign import GROUND_TRUTH, simulate_campaign, write_campaign
 from explain.api import explain
 from surrogate import load_model
 from train.cli import main
@@ -206,3 +206,42 @@ def test_evaluate_keeps_earlier_results(
     assert main(evaluate_args(checkpoint, campaign_file, out)) == 2
     error_line(str(out), "--overwrite")
     assert (out / "scores.md").read_text() == "earlier"
+
+
+def test_evaluate_writes_layers_csv_only_with_ground_truth(
+    checkpoint: Path, campaign_file: Path, campaign_ds: xr.Dataset, tmp_path: Path
+) -> None:
+    quick = ["--methods", "hirescam", "--sanity-samples", "0", "--samples", "6"]
+    out = tmp_path / "truth"
+    sweep = ["--layer-sweep-methods", "hirescam,layercam"]
+    assert main(evaluate_args(checkpoint, campaign_file, out, *quick, *sweep)) == 0
+    header, *rows = (out / "layers.csv").read_text().splitlines()
+    assert header.split(",")[:5] == ["layer", "height", "width", "cell", "method"]
+    assert {row.split(",")[4] for row in rows} == {"hirescam", "layercam"}
+    assert (out / "layers.png").is_file()
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["splits"]) == {"saturation", "peak_margin"}
+    assert len(summary["layers"]) == len(rows)
+    # switched off: no sweep, the splits stay
+    off = tmp_path / "off"
+    assert main(evaluate_args(checkpoint, campaign_file, off, *quick, "--no-layer-sweep")) == 0
+    assert not (off / "layers.csv").exists()
+    assert json.loads((off / "summary.json").read_text())["layers"] is None
+    # truth without the saturation level: no saturation split, said so in scores.md
+    no_omega = campaign_ds.copy()
+    del no_omega.attrs["model_omega_s"]
+    write_campaign(no_omega, tmp_path / "no-omega.nc")
+    assert main(evaluate_args(checkpoint, tmp_path / "no-omega.nc", tmp_path / "a", *quick)) == 0
+    assert "Not split: no saturation ratios" in (tmp_path / "a" / "scores.md").read_text()
+    assert (tmp_path / "a" / "layers.csv").is_file()
+    # no ground truth: no layers.csv, no splits
+    write_campaign(campaign_ds.drop_vars(GROUND_TRUTH), tmp_path / "bare.nc")
+    assert main(evaluate_args(checkpoint, tmp_path / "bare.nc", tmp_path / "b", *quick)) == 0
+    assert not (tmp_path / "b" / "layers.csv").exists()
+    assert json.loads((tmp_path / "b" / "summary.json").read_text())["splits"] == {}
+    # an earlier layers.csv is kept unless --overwrite, like the other outputs
+    stale = tmp_path / "stale"
+    stale.mkdir()
+    (stale / "layers.csv").write_text("earlier")
+    assert main(evaluate_args(checkpoint, campaign_file, stale, *quick)) == 2
+    assert (stale / "layers.csv").read_text() == "earlier"

@@ -8,6 +8,7 @@ import pytest
 from data.errors import InputError
 from explain.evaluation.groundtruth import (
     block_sum,
+    grid_ceiling,
     ground_truth_scores,
     iou_sweep,
     mask_size,
@@ -108,6 +109,25 @@ def test_block_sum_by_hand() -> None:
     np.testing.assert_array_equal(block_sum(truth, (4, 4)), truth)
     with pytest.raises(InputError, match="whole blocks"):
         block_sum(truth, (3, 2))
+
+
+def test_grid_ceiling_by_hand() -> None:
+    # 2x4 truth, 2x2 blocks: sums 10 and 26, repeated back ("none"): four cells tied at each.
+    # Ranks of the truth 1, 2, 5, 6 / 3, 4, 7, 8 against 2.5 (x4) and 6.5 (x4): the centred
+    # products sum to 2 (3.5 + 2.5 + 0.5 + 1.5 + 1.5 + 0.5 + 2.5 + 3.5) = 32, the squares to
+    # 42 and 32, so rho = 32 / sqrt(42 * 32) = 4 / sqrt(21)
+    truth = np.array([[[1.0, 2, 5, 6], [3, 4, 7, 8]]])
+    np.testing.assert_allclose(grid_ceiling(truth, (1, 2), "none"), [4 / np.sqrt(21)])
+    # on the input grid itself nothing is lost, whatever the interpolation
+    rng = np.random.default_rng(3)
+    fine = rng.normal(size=(3, 8, 8))
+    for mode in ("none", "bilinear"):
+        np.testing.assert_array_equal(grid_ceiling(fine, (8, 8), mode), np.ones(3))
+        coarse = grid_ceiling(fine, (2, 2), mode)
+        assert np.all((coarse > -1) & (coarse < 1))
+    # a truth that is constant within blocks is recovered exactly by "none"
+    blocky = np.kron(rng.normal(size=(2, 4, 4)), np.ones((2, 2)))
+    np.testing.assert_allclose(grid_ceiling(blocky, (4, 4), "none"), [1.0, 1.0])
 
 
 # blocks: top-left sum -5 (but max 10), top-right 4, bottom-left 0, bottom-right 5

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from explain.evaluation import table as keys
 from explain.evaluation.protocol import Evaluation, evaluate
 from explain.evaluation.table import summarise
 
@@ -223,3 +224,38 @@ def test_decide_says_how_sure_and_refuses_thin_evidence() -> None:
     close = decide(hand_evaluation(400, gap=0.0), rounds=50)
     assert sum(close.wins.values()) == pytest.approx(1.0)
     assert 0.0 < close.wins.get("hirescam", 0.0) < 1.0  # a close call is seen as one
+
+
+def test_splits_and_layer_sweep_reach_the_files(setup, tmp_path) -> None:
+    import json
+
+    from explain.evaluation.recommend import recommend
+    from explain.evaluation.report import write_results
+
+    _, a = setup
+    ratio = np.linspace(0.1, 1.6, len(a["peak_margin"]))
+    ev = run(setup, sanity_samples=0, saturation=ratio, layer_sweep_methods=("hirescam",))
+    assert set(ev.splits) == {"saturation", "peak_margin"}
+    kept = int((a["peak_margin"] >= 0.05).sum())
+    assert sum(ev.splits["peak_margin"].designs.values()) == kept
+    assert ev.settings["layer_sweep"] == ["hirescam"]
+    assert {r.method for r in ev.layers} == {"hirescam"}
+    ev.settings.update(
+        checkpoint="ckpt", checkpoint_sha256="0" * 64, campaign="c.nc", split="test",
+        wall_seconds=1.0,
+    )  # fmt: skip
+    write_results(ev, recommend(ev.table, ev.settings), np.arange(6), tmp_path)
+    lines = (tmp_path / "layers.csv").read_text().splitlines()
+    assert lines[0].split(",") == list(keys.LAYER_COLUMNS)
+    assert len(lines) == 1 + len(ev.layers)
+    assert (tmp_path / "layers.png").read_bytes()[:4] == b"\x89PNG"
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["layers"][-1]["layer"] == "network.features"
+    assert summary["splits"]["saturation"]["designs"] == ev.splits["saturation"].designs
+    md = (tmp_path / "scores.md").read_text()
+    for title in ("by saturation regime", "by peak margin", "layer by layer"):
+        assert f"## Agreement with the truth {title}" in md
+    # without ratios the saturation split is skipped with a note, and no sweep, no layers.csv
+    plain = run(setup, sanity_samples=0)
+    assert set(plain.splits) == {"peak_margin"}
+    assert plain.layers is None
