@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -98,6 +99,25 @@ class PhysicsParams:
                 value = ",".join(repr(float(v)) for v in value)
             out[f"model_{field.name}"] = value
         return out
+
+    @classmethod
+    def from_attrs(cls, attrs: Mapping[str, object]) -> PhysicsParams | None:
+        """The parameters :meth:`as_attrs` wrote, or None if any ``model_*`` attribute is absent.
+
+        Campaigns converted from other simulations carry none, so callers fall back to what the
+        file itself holds.
+        """
+        values: dict[str, object] = {}
+        for field in dataclasses.fields(cls):
+            key = f"model_{field.name}"
+            if key not in attrs:
+                return None
+            value, default = attrs[key], field.default
+            if isinstance(default, tuple):
+                values[field.name] = tuple(float(v) for v in str(value).split(","))
+            else:
+                values[field.name] = type(default)(value)
+        return cls(**values)
 
 
 def spanwise_growth(params: PhysicsParams, k_y: np.ndarray) -> np.ndarray:

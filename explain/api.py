@@ -309,6 +309,7 @@ class Explainer:
         }
         if self.polycam_layers:
             out["polycam_layers"] = ",".join(self.polycam_layers)
+            out["polycam_shape"] = f"{self.pyramid_shape[0]}x{self.pyramid_shape[1]}"
         if any(METHODS[m].needs_baseline for m in self.methods):
             out["baseline"] = _baseline_name(self.baseline)
         if "integrated-gradients" in self.methods:

@@ -35,6 +35,8 @@ class Method:
         family: The pass that computes it (see the module docstring).
         resolution: The grid of its native map (see the module docstring).
         units: Units of the unnormalised map.
+        reference: What a value of 0 means, as a short phrase for figure titles; ``{baseline}``
+            stands for the reference field in use (``--baseline``, smooth wall by default).
         rectified: The method itself applies a ReLU, so its maps are never negative.
         recommended: False for methods kept only to show that the sanity checks catch them,
             and for the null references.
@@ -47,6 +49,7 @@ class Method:
     family: Family
     resolution: Resolution
     units: str
+    reference: str = "0 = no attribution"
     rectified: bool = False
     recommended: bool = True
     input_multiplied: bool = False
@@ -61,32 +64,52 @@ class Method:
         """Measured against a reference field (``--baseline``): path and perturbation methods."""
         return self.family in REFERENCE_FAMILIES
 
+    @property
+    def non_negative(self) -> bool:
+        """Its maps are never negative: it rectifies, or it is a null reference (``|h|``, ...)."""
+        return self.rectified or self.family == "reference"
+
 
 _PER_LAYER_CELL = "U_e/delta per layer cell"
 _ARBITRARY = "arbitrary units"
 _PER_HEIGHT = "U_e/delta per delta of height"
 _PER_CELL = "U_e/delta per cell"
 
+# What 0 means. The layer methods measure against a zero activation of the explained layer (with
+# a pooled linear head the CAM maps sum to prediction - bias); the others against their baseline.
+_ZERO_LAYER = "0 = no contribution vs. zero layer activation (the head's bias)"
+_NO_POSITIVE = "0 = no positive contribution vs. zero layer activation"
+_MASKED = "0 = masking changes nothing vs. {baseline}"
+_BASELINE = "0 = no change from {baseline}"
+_FIRST_ORDER = "0 = no change from a smooth wall (to first order)"
+_INSENSITIVE = "0 = output insensitive to this cell's height"
+_GUIDED = "0 = no guided signal (not an attribution)"
+_NULL = "null reference, not an attribution"
+
 METHODS: dict[str, Method] = {
     m.name: m
     for m in (
-        Method("cam", "gradient", "layer", _PER_LAYER_CELL),
-        Method("gradcam", "gradient", "layer", _PER_LAYER_CELL),
-        Method("hirescam", "gradient", "layer", _PER_LAYER_CELL),
-        Method("layercam", "gradient", "layer", _PER_LAYER_CELL, rectified=True),
-        Method("gradcam++", "gradient", "layer", _ARBITRARY),
-        Method("gradient", "gradient", "input", _PER_HEIGHT),
-        Method("gradient-x-input", "gradient", "input", _PER_CELL, input_multiplied=True),
-        Method("integrated-gradients", "path", "input", _PER_CELL, input_multiplied=True),
-        Method("scorecam", "scorecam", "layer", _ARBITRARY, rectified=True),
-        Method("polycam+", "polycam", "pyramid", _ARBITRARY, rectified=True),
-        Method("polycam-", "polycam", "pyramid", _ARBITRARY, rectified=True),
-        Method("polycam+-", "polycam", "pyramid", _ARBITRARY, rectified=True),
-        Method("guided-backprop", "guided", "input", _PER_HEIGHT, recommended=False),
-        Method("guided-gradcam", "guided", "input", _ARBITRARY, recommended=False),
-        Method("random-map", "reference", "input", _ARBITRARY, recommended=False),
-        Method("abs-height", "reference", "input", "delta", recommended=False),
-        Method("height-edges", "reference", "input", "delta per cell", recommended=False),
+        Method("cam", "gradient", "layer", _PER_LAYER_CELL, _ZERO_LAYER),
+        Method("gradcam", "gradient", "layer", _PER_LAYER_CELL, _ZERO_LAYER),
+        Method("hirescam", "gradient", "layer", _PER_LAYER_CELL, _ZERO_LAYER),
+        Method("layercam", "gradient", "layer", _PER_LAYER_CELL, _NO_POSITIVE, rectified=True),
+        Method("gradcam++", "gradient", "layer", _ARBITRARY, _NO_POSITIVE),
+        Method("gradient", "gradient", "input", _PER_HEIGHT, _INSENSITIVE),
+        Method(
+            "gradient-x-input", "gradient", "input", _PER_CELL, _FIRST_ORDER, input_multiplied=True
+        ),
+        Method(
+            "integrated-gradients", "path", "input", _PER_CELL, _BASELINE, input_multiplied=True
+        ),
+        Method("scorecam", "scorecam", "layer", _ARBITRARY, _MASKED, rectified=True),
+        Method("polycam+", "polycam", "pyramid", _ARBITRARY, _MASKED, rectified=True),
+        Method("polycam-", "polycam", "pyramid", _ARBITRARY, _MASKED, rectified=True),
+        Method("polycam+-", "polycam", "pyramid", _ARBITRARY, _MASKED, rectified=True),
+        Method("guided-backprop", "guided", "input", _PER_HEIGHT, _GUIDED, recommended=False),
+        Method("guided-gradcam", "guided", "input", _ARBITRARY, _GUIDED, recommended=False),
+        Method("random-map", "reference", "input", _ARBITRARY, _NULL, recommended=False),
+        Method("abs-height", "reference", "input", "delta", _NULL, recommended=False),
+        Method("height-edges", "reference", "input", "delta per cell", _NULL, recommended=False),
     )
 }
 # Shorthand accepted on the command line for all three Poly-CAM variants.

@@ -7,6 +7,7 @@ import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -25,6 +26,10 @@ from train.inputs import (
     sha256,
     split_names,
 )
+
+if TYPE_CHECKING:
+    from data.simulator import VorticityModel
+    from explain.plots import Design
 
 EXAMPLE = (
     "example: surrogate explain --checkpoint runs/demo/checkpoints/best.ckpt "
@@ -76,17 +81,27 @@ def explain_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", help="auto (GPU when present; default), cpu or cuda")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     parser.add_argument(
-        "--list-layers", action="store_true", help="list candidate layers and their resolution"
+        "--list-layers",
+        action="store_true",
+        help="list candidate layers, their resolution and cell size in delta (with --data: "
+        "the campaign's cell spacing)",
     )
     return parser
 
 
-def list_layers(model, shape: tuple[int, int]) -> None:
-    """Print the candidate layers of ``model`` for an input grid ``shape``."""
+def list_layers(model, shape: tuple[int, int], cell_size: float, source: str) -> None:
+    """Print the candidate layers of ``model`` for an input grid ``shape``.
+
+    Each layer on the roughness grid gets its cell size in delta: ``cell_size`` (the input
+    cell spacing in delta, taken from ``source``) times the input cells per layer cell.
+    """
     from explain.layers import candidate_layers, default_layer, pyramid_layers
 
     default, pyramid = default_layer(model, shape), pyramid_layers(model, shape)
-    print(f"candidate layers for a {shape[0]}x{shape[1]} input (name, channels, map size):")
+    print(
+        f"candidate layers for a {shape[0]}x{shape[1]} input of {cell_size:g} delta cells "
+        f"({source}) (name, channels, map size, layer cell in input cells and delta):"
+    )
     for info in candidate_layers(model, shape):
         flags = (
             ("default", info.name == default),
@@ -95,7 +110,29 @@ def list_layers(model, shape: tuple[int, int]) -> None:
         )
         notes = [n for n, on in flags if on]
         tag = f"  [{', '.join(notes)}]" if notes else ""
-        print(f"  {info.name:<34} {info.channels:>5}  {info.height}x{info.width}{tag}")
+        factor = shape[1] // info.width
+        cell = f"{factor}x{factor} = {factor * cell_size:g} delta" if info.on_grid(shape) else "-"
+        size = f"{info.height}x{info.width}"
+        print(f"  {info.name:<34} {info.channels:>5}  {size:>7}  {cell:<18}{tag}".rstrip())
+
+
+def input_cell_size(shape: tuple[int, int], data: Path | None) -> tuple[float, str]:
+    """Input cell spacing in delta and where it comes from.
+
+    The spacing of the campaign ``data``'s ``x`` coordinate when it has one, else the
+    simulator's convention of a patch 16 delta long.
+    """
+    from data.campaign import open_campaign
+    from data.physics import PhysicsParams
+
+    if data is not None:
+        with open_campaign(data) as campaign:
+            xs = campaign["x"].values if "x" in campaign.coords else np.zeros(0)
+        if len(xs) > 1:
+            return float(xs[1] - xs[0]), f"from {data}"
+    reference = PhysicsParams()
+    cell = reference.size * reference.cell_size / max(shape[1], 1)
+    return cell, "assumed: the simulator's 16-delta patch; --data CAMPAIGN gives its own"
 
 
 def explain_command(args: Sequence[str]) -> int:
@@ -103,7 +140,8 @@ def explain_command(args: Sequence[str]) -> int:
     opts = vars(explain_parser().parse_args(args))
     if opts.pop("list_layers", False):
         model, _ = load_checkpoint(opts["checkpoint"])
-        list_layers(model, tuple(int(n) for n in getattr(model, "grid_shape", (0, 0))))
+        shape = tuple(int(n) for n in getattr(model, "grid_shape", (0, 0)))
+        list_layers(model, shape, *input_cell_size(shape, opts.get("data")))
         return 0
     if "data" not in opts or "out" not in opts:
         raise InputError("--data and --out are required (unless --list-layers)")
@@ -228,27 +266,62 @@ class _Slice:
         return self.variable[ids].values
 
 
+def design_facts(campaign, sample: int, physics: VorticityModel | None = None) -> Design:
+    """What the figure of design ``sample`` shows besides its maps, read from the campaign.
+
+    ``physics`` (a :class:`data.simulator.VorticityModel` of the campaign's parameters, if it
+    records them) gives the vorticity over patch and wake.
+    """
+    from explain.plots import Design
+
+    design = campaign.isel(sample=int(sample))
+
+    def value(name: str):
+        return design[name].values if name in design else None
+
+    has_peak = "peak_y" in design and "peak_x" in design
+    roughness = design["roughness"].values
+    return Design(
+        roughness=roughness,
+        ys=campaign["y"].values if "y" in campaign.coords else None,
+        xs=campaign["x"].values if "x" in campaign.coords else None,
+        contribution=value("contribution"),
+        simulated=float(design["max_vorticity"]),
+        peak=(int(design["peak_y"]), int(design["peak_x"])) if has_peak else None,
+        peak_margin=float(design["peak_margin"]) if "peak_margin" in design else None,
+        vorticity=physics.field(roughness[None])[0] if physics is not None else None,
+        wake=physics.params.wake if physics is not None else 0,
+    )
+
+
+def campaign_physics(campaign) -> VorticityModel | None:
+    """The reduced-order model of a synthetic campaign (its ``model_*`` attributes), or None."""
+    from data.physics import PhysicsParams
+    from data.simulator import VorticityModel
+
+    params = PhysicsParams.from_attrs(campaign.attrs)
+    if params is None or (params.size, params.size) != tuple(campaign["roughness"].shape[1:]):
+        return None
+    return VorticityModel(params)
+
+
 def plot_designs(maps_path: Path, campaign, folder: Path, count: int) -> list[Path]:
     """Figures of the first ``count`` designs of a ``surrogate explain`` output."""
     import xarray as xr
 
+    from explain.evaluation.groundtruth import MIN_MARGIN
     from explain.plots import attribution_figure
 
     written: list[Path] = []
     folder.mkdir(parents=True, exist_ok=True)
+    physics = campaign_physics(campaign)
     with xr.open_dataset(maps_path, engine="h5netcdf") as maps:
         for sample in maps["sample"].values[:count]:
-            one = maps.sel(sample=sample).load()
-            design = campaign.isel(sample=int(sample))
-            contribution = design["contribution"].values if "contribution" in design else None
             written += attribution_figure(
-                one,
-                design["roughness"].values,
+                maps.sel(sample=sample).load(),
+                design_facts(campaign, int(sample), physics),
                 folder / f"design-{int(sample):05d}",
-                ys=campaign["y"].values if "y" in campaign.coords else None,
-                xs=campaign["x"].values if "x" in campaign.coords else None,
-                contribution=contribution,
-                simulated=float(design["max_vorticity"]),
                 title=f"design {int(sample)}",
+                min_margin=MIN_MARGIN,
             )
     return written

@@ -104,6 +104,15 @@ def test_coords_units_and_global_attrs(streamed: Path) -> None:
         assert ds.attrs["Conventions"].startswith("CF-")
         for key, value in params.as_attrs().items():
             assert ds.attrs[key] == value, key
+        assert PhysicsParams.from_attrs(ds.attrs) == params  # read back from the file
+
+
+def test_params_from_attrs_need_every_model_attribute() -> None:
+    attrs = PhysicsParams.for_size(32, phi_deg=20.0).as_attrs()
+    assert PhysicsParams.from_attrs(attrs) == PhysicsParams.for_size(32, phi_deg=20.0)
+    del attrs["model_wake"]
+    assert PhysicsParams.from_attrs(attrs) is None
+    assert PhysicsParams.from_attrs({}) is None
 
 
 def test_params_must_match_size() -> None:

@@ -65,6 +65,8 @@ def test_every_method_through_explain_matches_its_own_function() -> None:
         "guided-backprop",
     ]
     assert ds.attrs["polycam_layers"] == "network.features.stage1,network.features"
+    assert ds.attrs["polycam_shape"] == "16x16"  # the native grid, drawn on the figures
+    assert ds.attrs["layer_shape"] == "8x8"
     assert ds.attrs["not_recommended"] == "guided-backprop"
     _, score = score_cam(net, x[:, None], "network.features")
     native = ds["attribution_native"].sel(layer_method="scorecam").values

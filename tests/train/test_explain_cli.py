@@ -16,6 +16,7 @@ from data.campaign import GROUND_TRUTH, simulate_campaign, write_campaign
 from explain.api import explain
 from surrogate import load_model
 from train.cli import main
+from train.explain_command import campaign_physics, design_facts
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -92,11 +93,46 @@ def test_plots_for_the_first_designs(checkpoint: Path, campaign_file: Path, tmp_
     assert (plots / "design-00000.png").read_bytes()[:8] == PNG_MAGIC
 
 
-def test_list_layers(checkpoint: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_list_layers(
+    checkpoint: Path, campaign_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["explain", "--checkpoint", str(checkpoint), "--list-layers"]) == 0
     out = capsys.readouterr().out
     assert "network.features.stage1" in out
     assert "[default" in out
+    # the smoke grid is 16x16 cells over a 16-delta patch: 1 delta per input cell
+    assert "input of 1 delta cells (assumed" in out
+    (stage1,) = [line for line in out.splitlines() if "network.features.stage1 " in line]
+    assert "16x16  1x1 = 1 delta" in stage1
+    (default,) = [line for line in out.splitlines() if "[default" in line]
+    assert "8x8  2x2 = 2 delta" in default  # a layer cell covers 2x2 input cells
+    # with --data, the campaign's own spacing
+    args = ["explain", "--checkpoint", str(checkpoint), "--data", str(campaign_file)]
+    assert main([*args, "--list-layers"]) == 0
+    out = capsys.readouterr().out
+    assert f"input of 1 delta cells (from {campaign_file})" in out
+    assert "2x2 = 2 delta" in out
+
+
+def test_design_facts_carry_the_peak_and_the_vortex(campaign_ds: xr.Dataset) -> None:
+    physics = campaign_physics(campaign_ds)
+    assert physics is not None
+    design = design_facts(campaign_ds, 5, physics)
+    one = campaign_ds.isel(sample=5)
+    assert design.peak == (int(one["peak_y"]), int(one["peak_x"]))
+    assert design.peak_margin == pytest.approx(float(one["peak_margin"]))
+    assert design.wake == 4  # 16 cells at N = 64, scaled to N = 16
+    assert design.vorticity.shape == (16, 16 + 4)
+    # the peak of |w| over the wake is the campaign's p*
+    wake = np.abs(design.vorticity[:, 16:])
+    assert np.unravel_index(wake.argmax(), wake.shape) == (design.peak[0], design.peak[1] - 16)
+    np.testing.assert_array_equal(design.contribution, one["contribution"].values)
+    # a converted campaign (no ground truth, no model attributes): heights only
+    bare = campaign_ds[["roughness", "max_vorticity"]]
+    bare.attrs = {}
+    assert campaign_physics(bare) is None
+    facts = design_facts(bare, 5)
+    assert (facts.peak, facts.vorticity, facts.contribution) == (None, None, None)
 
 
 @pytest.fixture(scope="module")
