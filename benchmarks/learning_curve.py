@@ -7,6 +7,11 @@ optimisation steps, ``max(min_epochs, budget / n)`` epochs, so small campaigns a
 starved of updates. The ridge baseline is fitted on the same ``n`` samples.
 
     python benchmarks/learning_curve.py --sizes 1000 2000 5000 10000 20000
+    python benchmarks/learning_curve.py --config configs/default.yaml --campaign \
+        campaigns/default-10k-64.nc --campaign-samples 10000 --sizes 500 1000 2000 3000 5000 8000
+
+Without ``--config`` the network is the CNN of the first measurements (``--head`` picks its
+head); with it, the config's model and trainer settings, ``max_epochs`` replaced by the budget.
 """
 
 from __future__ import annotations
@@ -51,9 +56,14 @@ def train_point(
     run_dir: Path,
     model_args: list[str] = MODEL_ARGS,
     val_every: int = 1,
+    config: Path | None = None,
 ) -> dict:
     """Fit on the first ``n`` training samples, test the best checkpoint; R^2, RMSE, wall time."""
+    # a config comes first so that the options below override it
+    base = ["--config", str(config)] if config else []
+    network = [] if config else [*model_args, "--model.head", head]
     args = [
+        *base,
         "--run_dir",
         str(run_dir),
         "--data.path",
@@ -70,9 +80,7 @@ def train_point(
         "false",
         "--trainer.check_val_every_n_epoch",
         str(val_every),
-        "--model.head",
-        head,
-        *model_args,
+        *network,
     ]
     start = time.perf_counter()
     cli = run_lightning(args, run=False)
@@ -91,7 +99,7 @@ def train_point(
 
 
 def plot_curve(result: dict, path: Path) -> None:
-    """Test R^2 of the CNN and of the ridge baseline against training samples (log x)."""
+    """Test R^2 of the network and of the ridge baseline against training samples (log x)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -100,7 +108,7 @@ def plot_curve(result: dict, path: Path) -> None:
     points = sorted(result["points"], key=lambda p: p["n"])
     n = [p["n"] for p in points]
     fig, ax = plt.subplots(figsize=(5, 3.6))
-    ax.semilogx(n, [p["r2"] for p in points], "o-", label="CNN (max head)")
+    ax.semilogx(n, [p["r2"] for p in points], "o-", label=result.get("network", "CNN (max head)"))
     ax.semilogx(n, [p["ridge_r2"] for p in points], "s--", label="ridge on summary statistics")
     ax.set_xlabel("training simulations")
     ax.set_ylabel(f"test $R^2$ ({result['test_samples']} held-out designs)")
@@ -120,7 +128,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 2000, 5000, 10000, 20000])
     parser.add_argument("--budget", type=int, default=150_000, help="sample-passes per point")
     parser.add_argument("--min-epochs", type=int, default=15)
-    parser.add_argument("--head", default="max")
+    parser.add_argument("--head", default="max", help="head of the CNN without --config")
+    parser.add_argument("--config", type=Path, help="a surrogate fit config (model, trainer)")
     parser.add_argument(
         "--val-every", type=int, default=1, help="validate every k epochs (picks the best)"
     )
@@ -141,8 +150,9 @@ def main(argv: list[str] | None = None) -> dict:
             continue
         epochs = max(opts.min_epochs, round(opts.budget / n))
         point = train_point(
-            opts.campaign, n, epochs, opts.head, opts.run_root / f"n{n}", val_every=opts.val_every
-        )
+            opts.campaign, n, epochs, opts.head, opts.run_root / f"n{n}",
+            val_every=opts.val_every, config=opts.config,
+        )  # fmt: skip
         point["val_every"] = opts.val_every
         ridge = fit_ridge(feats[split["train"][:n]], y[split["train"][:n]])
         point["ridge_r2"], point["ridge_rmse"] = r2_rmse(
@@ -151,7 +161,7 @@ def main(argv: list[str] | None = None) -> dict:
         points.append(point)
         points.sort(key=lambda p: p["n"])
         print(
-            f"n={n:>6} epochs={epochs:>4} CNN R2={point['r2']:.4f} RMSE={point['rmse']:.5f} "
+            f"n={n:>6} epochs={epochs:>4} network R2={point['r2']:.4f} RMSE={point['rmse']:.5f} "
             f"ridge R2={point['ridge_r2']:.4f} ({point['wall_seconds'] / 60:.1f} min)",
             flush=True,
         )
@@ -160,6 +170,7 @@ def main(argv: list[str] | None = None) -> dict:
             "campaign": str(opts.campaign),
             "test_samples": len(split["test"]),
             "budget_sample_passes": opts.budget,
+            "network": f"config {opts.config}" if opts.config else f"CNN ({opts.head} head)",
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "machine": f"{platform.machine()} cpus={torch.get_num_threads()}",
             "command": " && ".join(

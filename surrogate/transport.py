@@ -6,7 +6,13 @@ has the same three parts, each learned:
 
 1. ``channels`` linear transport kernels ``K_c`` spanning ``±span`` cells across the flow and
    ``-1 .. reach - 1`` cells downstream (nothing reaches upstream), applied by zero-padded FFT
-   convolution over the patch plus the wake — a non-periodic, linear, causal map;
+   convolution over the patch plus the wake — a non-periodic, linear, causal map. The kernel is
+   either ``"free"`` (every tap a parameter) or ``"marching"``: each spanwise wavenumber ``k``
+   is carried downstream by ``modes`` learned complex rates, ``K^(k, xi) = sum_m a_m(k)
+   exp(g_m(k) xi)`` for ``xi >= 1``, with free near-field columns at ``xi = -1, 0`` (the
+   receptivity). That is the form of every linear marching equation that is homogeneous across
+   the flow and invariant along it (``d w^/dx = G(k) w^ + source``), linear stability theory's
+   normal modes; it knows no wavelength, growth rate or angle of this campaign's physics;
 2. a per-location MLP of the ``channels`` transported fields (1x1 convolutions), which can
    form ``|w|`` and its saturation;
 3. a smooth maximum (log-sum-exp with temperature ``tau``) of that response over the wake,
@@ -20,6 +26,7 @@ gradients read per-cell contributions the way the physics defines them.
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 from scipy.fft import next_fast_len
@@ -36,7 +43,17 @@ class TransportNet(nn.Module):
             at the reference size: 64 + 16).
         wake: Cells downstream of the patch over which the maximum is taken.
         hidden: Width of the per-location MLP and of the head.
-        tau: Temperature of the log-sum-exp maximum (standardised response units).
+        tau: Temperature of the log-sum-exp maximum (standardised response units); 0 takes
+            the plain maximum.
+        kernel: ``"marching"`` (per-wavenumber downstream rates, see the module docstring)
+            or ``"free"`` (every tap learned).
+        modes: Downstream rates per wavenumber of a marching kernel.
+        even: Make the output even in the heights, ``f(-h) = f(h)``, by construction: the
+            response sees the magnitude ``|w|`` of each transported field (for one channel,
+            every even function of ``w`` is a function of ``|w|``). The symmetry the
+            ``sign_flip`` augmentation teaches, exact where the target is a vorticity
+            magnitude of a linear response; it also gives the kernel a gradient from the
+            first step, where ``r(w) + r(-w)`` would give none at ``w = 0``.
     """
 
     def __init__(
@@ -47,21 +64,47 @@ class TransportNet(nn.Module):
         wake: int = 16,
         hidden: int = 16,
         tau: float = 0.1,
+        kernel: Literal["marching", "free"] = "free",
+        modes: int = 1,
+        even: bool = False,
     ) -> None:
         super().__init__()
-        if min(channels, span, reach, wake, hidden) < 1 or not tau > 0:
+        if min(channels, span, reach, wake, hidden, modes) < 1 or not tau >= 0:
             raise ValueError(
-                "channels, span, reach, wake and hidden must be >= 1 and tau > 0, got "
-                f"{(channels, span, reach, wake, hidden, tau)}"
+                "channels, span, reach, wake, hidden and modes must be >= 1 and tau >= 0, got "
+                f"{(channels, span, reach, wake, hidden, modes, tau)}"
             )
-        self.span, self.reach, self.wake, self.tau = span, reach, wake, tau
-        # rows: spanwise offset -span..span; columns: streamwise offset -1..reach-1
-        fan_in = (2 * span + 1) * (reach + 1)
-        self.kernel = nn.Parameter(torch.randn(channels, 2 * span + 1, reach + 1) / fan_in)
+        if kernel not in ("marching", "free"):
+            raise ValueError(f"kernel must be 'marching' or 'free', got {kernel!r}")
+        self.span, self.reach, self.wake, self.tau, self.even = span, reach, wake, tau, even
+        if kernel == "free":
+            # rows: spanwise offset -span..span; columns: streamwise offset -1..reach-1
+            self.taps = nn.Parameter(torch.empty(channels, 2 * span + 1, reach + 1))
+            self.reset_parameters()
+        else:
+            self.marching = MarchingKernel(channels, span, reach, modes)
         self.response = nn.Sequential(
             nn.Conv2d(channels, hidden, 1), nn.SiLU(), nn.Conv2d(hidden, 1, 1)
         )
         self.head = nn.Sequential(nn.Linear(1, hidden), nn.SiLU(), nn.Linear(hidden, 1))
+
+    def reset_parameters(self) -> None:
+        """Draw the free kernel's taps afresh (small, so training starts near zero transport)."""
+        if hasattr(self, "taps"):
+            with torch.no_grad():
+                self.taps.normal_().div_(self.taps[0].numel())
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        # checkpoints written before the marching kernel call the free taps "kernel"
+        if prefix + "kernel" in state_dict:
+            state_dict[prefix + "taps"] = state_dict.pop(prefix + "kernel")
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    @property
+    def kernel(self) -> torch.Tensor:
+        """Transport kernels ``(channels, 2 span + 1, reach + 1)``: row ``span + eta`` holds
+        spanwise offset ``eta``, column ``1 + xi`` streamwise offset ``xi``."""
+        return self.taps if hasattr(self, "taps") else self.marching()
 
     def transport(self, h: torch.Tensor) -> torch.Tensor:
         """Transported fields ``(batch, channels, y, x + wake)`` over the patch and the wake."""
@@ -71,15 +114,66 @@ class TransportNet(nn.Module):
         fx = next_fast_len(nx + lx + 1, real=True)
         rows = torch.arange(-self.span, self.span + 1, device=h.device) % fy
         cols = torch.arange(-1, self.reach, device=h.device) % fx
-        wrapped = self.kernel.new_zeros(self.kernel.shape[0], fy, fx)
-        wrapped[:, rows[:, None], cols[None, :]] = self.kernel
+        kernel = self.kernel
+        wrapped = kernel.new_zeros(kernel.shape[0], fy, fx)
+        wrapped[:, rows[:, None], cols[None, :]] = kernel
         spectrum = torch.fft.rfft2(h, s=(fy, fx)) * torch.fft.rfft2(wrapped)
         return torch.fft.irfft2(spectrum, s=(fy, fx))[..., :ny, :lx]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Standardised prediction ``(batch,)`` for a standardised field ``(batch, 1, y, x)``."""
         nx = x.shape[-1]
-        response = self.response(self.transport(x)[..., nx:])  # the wake: (batch, 1, y, wake)
-        flat = response.flatten(1) / self.tau
-        peak = self.tau * (torch.logsumexp(flat, dim=1) - math.log(flat.shape[1]))
+        wake = self.transport(x)[..., nx:]  # (batch, channels, y, wake)
+        response = self.response(wake.abs() if self.even else wake)  # (batch, 1, y, wake)
+        flat = response.flatten(1)
+        if self.tau == 0:
+            peak = flat.amax(dim=1)
+        else:
+            peak = self.tau * (torch.logsumexp(flat / self.tau, dim=1) - math.log(flat.shape[1]))
         return self.head(peak[:, None]).squeeze(1)
+
+
+class MarchingKernel(nn.Module):
+    """Kernels built from per-wavenumber downstream rates (the ``"marching"`` transport).
+
+    Across the flow the kernel lives on a period of ``2 span + 2`` cells (wavenumbers
+    ``k_j = 2 pi j / (2 span + 2)``); along it, column ``xi >= 1`` is
+    ``sum_m a_m(k) exp(g_m(k) xi)`` and columns ``xi = -1, 0`` are free. Rates are stored
+    divided by ``RATE_SCALE`` so that one optimiser step changes ``exp(g xi)`` gently over
+    the kernel's ``reach`` cells.
+    """
+
+    RATE_SCALE = 0.1
+    INIT = 1.0  # amplitudes start at INIT / (2 span + 1)
+
+    def __init__(self, channels: int, span: int, reach: int, modes: int) -> None:
+        super().__init__()
+        self.span, self.reach = span, reach
+        bins = span + 2  # rfft bins of a period of 2 span + 2
+        # (..., 2): real and imaginary parts
+        self.rate = nn.Parameter(torch.empty(channels, modes, bins, 2))
+        self.amplitude = nn.Parameter(torch.empty(channels, modes, bins, 2))
+        self.near = nn.Parameter(torch.empty(channels, 2, bins, 2))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Slow decay, no drift, small random amplitudes."""
+        scale = self.INIT / (2 * self.span + 1)
+        with torch.no_grad():
+            self.rate.zero_()
+            self.rate[..., 0] = -0.02 / self.RATE_SCALE
+            self.amplitude.normal_().mul_(scale)
+            self.near.normal_().mul_(scale)
+
+    def forward(self) -> torch.Tensor:
+        """Kernels ``(channels, 2 span + 1, reach + 1)`` as :attr:`TransportNet.kernel`."""
+        xi = torch.arange(1, self.reach, dtype=self.rate.dtype, device=self.rate.device)
+        rate = torch.view_as_complex(self.rate * self.RATE_SCALE)  # (c, m, k)
+        amplitude = torch.view_as_complex(self.amplitude)
+        far = (amplitude[..., None] * torch.exp(rate[..., None] * xi)).sum(1)  # (c, k, xi)
+        near = torch.view_as_complex(self.near).transpose(1, 2)  # (c, k, 2): xi = -1, 0
+        spectrum = torch.cat([near, far], dim=2)  # (c, k, reach + 1)
+        period = 2 * self.span + 2
+        periodic = torch.fft.irfft(spectrum, n=period, dim=1)  # rows: eta mod period
+        rows = torch.arange(-self.span, self.span + 1, device=periodic.device) % period
+        return periodic[:, rows]

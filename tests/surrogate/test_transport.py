@@ -46,7 +46,67 @@ def test_output_is_the_head_of_a_smooth_wake_maximum() -> None:
     peak = net.tau * (torch.logsumexp(wake / net.tau, dim=1) - torch.log(torch.tensor(64.0)))
     torch.testing.assert_close(net(x), net.head(peak[:, None]).squeeze(1).detach())
     with pytest.raises(ValueError, match="tau"):
-        TransportNet(tau=0.0)
+        TransportNet(tau=-1.0)
+    with pytest.raises(ValueError, match="kernel"):
+        TransportNet(kernel="spline")  # type: ignore[arg-type]
+
+
+def test_tau_zero_takes_the_plain_maximum_and_even_is_exact() -> None:
+    net = TransportNet(**SMALL, tau=0.0, even=True).double()
+    x = torch.randn(3, 1, 16, 16, dtype=torch.float64)
+    wake = net.transport(x)[..., 16:]
+    response = net.response(wake.abs()).flatten(1)
+    torch.testing.assert_close(net(x), net.head(response.amax(1)[:, None]).squeeze(1).detach())
+    torch.testing.assert_close(net(-x), net(x))  # f(-h) = f(h) by construction
+
+
+def test_marching_kernel_is_one_rate_per_wavenumber() -> None:
+    """One wavenumber k_j = 2 pi j / P lit: K(eta, xi) = (2/P) Re(a e^(g xi) e^(i k_j eta))."""
+    net = TransportNet(**SMALL, kernel="marching", modes=1).double()
+    march, period, j = net.marching, 2 * 15 + 2, 3
+    a, g = complex(0.7, -0.4), complex(-0.05, 0.3)
+    with torch.no_grad():
+        march.amplitude.zero_()
+        march.near.zero_()
+        march.amplitude[0, 0, j] = torch.tensor([a.real, a.imag])
+        march.rate[0, 0, j] = torch.tensor([g.real, g.imag]) / march.RATE_SCALE
+    kernel = net.kernel.detach()
+    assert kernel.shape == (2, 2 * 15 + 1, 20 + 1)
+    eta = torch.arange(-15, 16, dtype=torch.float64)[:, None]
+    xi = torch.arange(1, 20, dtype=torch.float64)[None, :]
+    k = 2 * torch.pi * j / period
+    expected = (2 / period) * (
+        a * torch.exp(g * xi) * torch.exp(1j * k * eta.to(torch.complex128))
+    ).real
+    torch.testing.assert_close(kernel[0, :, 2:], expected)
+    assert kernel[0, :, :2].abs().max() == 0  # the near field is off
+    assert kernel[1].abs().max() == 0  # the other channel too
+
+
+def test_marching_transport_is_linear_and_causal() -> None:
+    net = TransportNet(**SMALL, kernel="marching").double()
+    h = torch.zeros(1, 1, 16, 16, dtype=torch.float64)
+    h[0, 0, 7, 5] = 1.0
+    w = net.transport(h)
+    assert w[..., :4].abs().max() < 1e-12
+    torch.testing.assert_close(w[0, :, 7 - 2, 5 + 9], net.kernel[:, 15 - 2, 1 + 9].detach())
+
+
+def test_every_parameter_can_be_redrawn_and_old_checkpoints_load() -> None:
+    """Model randomisation needs reset_parameters(); the free taps were once called 'kernel'."""
+    for kind in ("free", "marching"):
+        net = TransportNet(**SMALL, kernel=kind)
+        owners = [m for m in net.modules() if any(True for _ in m.parameters(recurse=False))]
+        assert all(callable(getattr(m, "reset_parameters", None)) for m in owners)
+        before = net.kernel.detach().clone()
+        (net.marching if kind == "marching" else net).reset_parameters()
+        assert not torch.equal(before, net.kernel.detach())
+    net = TransportNet(**SMALL)
+    state = net.state_dict()
+    state["kernel"] = state.pop("taps")
+    fresh = TransportNet(**SMALL)
+    fresh.load_state_dict(state)
+    torch.testing.assert_close(fresh.kernel, net.kernel)
 
 
 def test_architecture_switch_and_hyper_parameters() -> None:
