@@ -124,7 +124,9 @@ def gradient_maps(
     """
     _check_methods(methods)
     want_input = any(m in INPUT_FORMULAS for m in methods)
-    x = roughness.detach().requires_grad_(want_input)
+    # the input always takes part in the graph, so that a layer before the first weights
+    # (an input normaliser) has a gradient too
+    x = roughness.detach().requires_grad_(True)
     with captured(model, layer) as store, torch.enable_grad():
         y = model(x)
         act = store["activation"]

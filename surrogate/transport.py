@@ -14,9 +14,12 @@ has the same three parts, each learned:
    the flow and invariant along it (``d w^/dx = G(k) w^ + source``), linear stability theory's
    normal modes; it knows no wavelength, growth rate or angle of this campaign's physics;
 2. a per-location MLP of the ``channels`` transported fields (1x1 convolutions), which can
-   form ``|w|`` and its saturation;
-3. a smooth maximum (log-sum-exp with temperature ``tau``) of that response over the wake,
-   ``wake`` cells downstream of the patch, then a small scalar head.
+   form ``|w|`` and its saturation — or, with ``even``, simply each field's magnitude;
+3. a maximum over the wake, ``wake`` cells downstream of the patch (plain, or smooth by a
+   log-sum-exp with temperature ``tau``), then a small head that can saturate it.
+
+Optionally a learned 3x3 ``source`` stencil per channel comes first (the physics' source is a
+slope of the heights): a local layer on the roughness grid for the CAM family.
 
 Because the only path from the heights to the output is the linear transport, the input
 gradient is ``K^T`` applied to the pointwise sensitivities, and gradient x input or integrated
@@ -49,11 +52,14 @@ class TransportNet(nn.Module):
             or ``"free"`` (every tap learned).
         modes: Downstream rates per wavenumber of a marching kernel.
         even: Make the output even in the heights, ``f(-h) = f(h)``, by construction: the
-            response sees the magnitude ``|w|`` of each transported field (for one channel,
-            every even function of ``w`` is a function of ``|w|``). The symmetry the
-            ``sign_flip`` augmentation teaches, exact where the target is a vorticity
-            magnitude of a linear response; it also gives the kernel a gradient from the
-            first step, where ``r(w) + r(-w)`` would give none at ``w = 0``.
+            wake maximum is taken of each transported field's magnitude ``|w_c|`` and the
+            head maps the ``channels`` peaks to the output (no per-location response). The
+            symmetry the ``sign_flip`` augmentation teaches, exact where the target is a
+            vorticity magnitude of a linear response; the maximum of ``|w|`` also gives the
+            kernel a gradient from the first step whatever the head's initial slope.
+        source: Apply a learned 3x3 linear stencil per channel (``1 -> channels``, no bias)
+            before the transport, which then convolves channel ``c`` with kernel ``c``. A
+            local layer on the roughness grid for the CAM family to explain.
     """
 
     def __init__(
@@ -67,6 +73,7 @@ class TransportNet(nn.Module):
         kernel: Literal["marching", "free"] = "free",
         modes: int = 1,
         even: bool = False,
+        source: bool = False,
     ) -> None:
         super().__init__()
         if min(channels, span, reach, wake, hidden, modes) < 1 or not tau >= 0:
@@ -83,10 +90,16 @@ class TransportNet(nn.Module):
             self.reset_parameters()
         else:
             self.marching = MarchingKernel(channels, span, reach, modes)
-        self.response = nn.Sequential(
-            nn.Conv2d(channels, hidden, 1), nn.SiLU(), nn.Conv2d(hidden, 1, 1)
-        )
-        self.head = nn.Sequential(nn.Linear(1, hidden), nn.SiLU(), nn.Linear(hidden, 1))
+        # a local, linear source stencil per channel: the layer the CAM family can explain
+        self.source = nn.Conv2d(1, channels, 3, padding=1, bias=False) if source else None
+        if even:  # magnitudes pooled per channel, then the head
+            self.response, peaks = None, channels
+        else:
+            self.response = nn.Sequential(
+                nn.Conv2d(channels, hidden, 1), nn.SiLU(), nn.Conv2d(hidden, 1, 1)
+            )
+            peaks = 1
+        self.head = nn.Sequential(nn.Linear(peaks, hidden), nn.SiLU(), nn.Linear(hidden, 1))
 
     def reset_parameters(self) -> None:
         """Draw the free kernel's taps afresh (small, so training starts near zero transport)."""
@@ -123,14 +136,17 @@ class TransportNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Standardised prediction ``(batch,)`` for a standardised field ``(batch, 1, y, x)``."""
         nx = x.shape[-1]
+        if self.source is not None:
+            x = self.source(x)  # (batch, channels, y, x), transported channel by channel
         wake = self.transport(x)[..., nx:]  # (batch, channels, y, wake)
-        response = self.response(wake.abs() if self.even else wake)  # (batch, 1, y, wake)
-        flat = response.flatten(1)
+        # even: each channel's magnitude; otherwise a per-location response (one channel)
+        field = wake.abs() if self.response is None else self.response(wake)
+        flat = field.flatten(2)  # (batch, peaks, cells)
         if self.tau == 0:
-            peak = flat.amax(dim=1)
+            peak = flat.amax(dim=2)
         else:
-            peak = self.tau * (torch.logsumexp(flat / self.tau, dim=1) - math.log(flat.shape[1]))
-        return self.head(peak[:, None]).squeeze(1)
+            peak = self.tau * (torch.logsumexp(flat / self.tau, dim=2) - math.log(flat.shape[2]))
+        return self.head(peak).squeeze(1)
 
 
 class MarchingKernel(nn.Module):

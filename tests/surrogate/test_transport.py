@@ -54,10 +54,30 @@ def test_output_is_the_head_of_a_smooth_wake_maximum() -> None:
 def test_tau_zero_takes_the_plain_maximum_and_even_is_exact() -> None:
     net = TransportNet(**SMALL, tau=0.0, even=True).double()
     x = torch.randn(3, 1, 16, 16, dtype=torch.float64)
-    wake = net.transport(x)[..., 16:]
-    response = net.response(wake.abs()).flatten(1)
-    torch.testing.assert_close(net(x), net.head(response.amax(1)[:, None]).squeeze(1).detach())
+    wake = net.transport(x)[..., 16:]  # (3, 2 channels, 16, 4)
+    peaks = wake.abs().flatten(2).amax(2)  # each channel's largest magnitude
+    assert net.response is None
+    torch.testing.assert_close(net(x), net.head(peaks).squeeze(1).detach())
     torch.testing.assert_close(net(-x), net(x))  # f(-h) = f(h) by construction
+
+
+def test_source_stencil_is_local_and_transported_channel_by_channel() -> None:
+    net = TransportNet(**SMALL, source=True, even=True, tau=0.0).double()
+    h = torch.zeros(1, 1, 16, 16, dtype=torch.float64)
+    h[0, 0, 7, 5] = 1.0
+    s = net.source(h)
+    assert s.shape == (1, 2, 16, 16)
+    assert s[..., :6, :].abs().max() == 0  # the 3x3 stencil reaches rows 6..8
+    assert s[..., :, 7:].abs().max() == 0  # and columns 4..6
+    # channel c of the source goes through kernel c only (depthwise)
+    w = net.transport(s)
+    expected = torch.zeros_like(w)
+    for c in range(2):
+        one = TransportNet(**SMALL).double()
+        with torch.no_grad():
+            one.taps.copy_(net.kernel.detach()[c : c + 1].expand(2, -1, -1))
+        expected[:, c] = one.transport(s[:, c : c + 1])[:, 0]
+    torch.testing.assert_close(w, expected)
 
 
 def test_marching_kernel_is_one_rate_per_wavenumber() -> None:
