@@ -89,7 +89,8 @@ class TransportNet(nn.Module):
             self.taps = nn.Parameter(torch.empty(channels, 2 * span + 1, reach + 1))
             self.reset_parameters()
         else:
-            self.marching = MarchingKernel(channels, span, reach, modes)
+            # after a source stencil the march starts at the source: no free near field
+            self.marching = MarchingKernel(channels, span, reach, modes, near=not source)
         # a local, linear source stencil per channel: the layer the CAM family can explain
         self.source = nn.Conv2d(1, channels, 3, padding=1, bias=False) if source else None
         if even:  # magnitudes pooled per channel, then the head
@@ -100,6 +101,9 @@ class TransportNet(nn.Module):
             )
             peaks = 1
         self.head = nn.Sequential(nn.Linear(peaks, hidden), nn.SiLU(), nn.Linear(hidden, 1))
+        # the head starts flat: its slope is learnt from the data before the kernel moves, so
+        # a head that happens to start decreasing cannot shrink the transport to zero
+        nn.init.zeros_(self.head[-1].weight)
 
     def reset_parameters(self) -> None:
         """Draw the free kernel's taps afresh (small, so training starts near zero transport)."""
@@ -154,22 +158,24 @@ class MarchingKernel(nn.Module):
 
     Across the flow the kernel lives on a period of ``2 span + 2`` cells (wavenumbers
     ``k_j = 2 pi j / (2 span + 2)``); along it, column ``xi >= 1`` is
-    ``sum_m a_m(k) exp(g_m(k) xi)`` and columns ``xi = -1, 0`` are free. Rates are stored
-    divided by ``RATE_SCALE`` so that one optimiser step changes ``exp(g xi)`` gently over
-    the kernel's ``reach`` cells.
+    ``sum_m a_m(k) exp(g_m(k) xi)`` and columns ``xi = -1, 0`` are free (``near``). Without
+    ``near`` the march starts at ``xi = 0`` and nothing reaches upstream: the form for a
+    field that a local source stencil has already differentiated. Rates are stored divided by
+    ``RATE_SCALE`` so that one optimiser step changes ``exp(g xi)`` gently over the kernel's
+    ``reach`` cells.
     """
 
     RATE_SCALE = 0.1
     INIT = 1.0  # amplitudes start at INIT / (2 span + 1)
 
-    def __init__(self, channels: int, span: int, reach: int, modes: int) -> None:
+    def __init__(self, channels: int, span: int, reach: int, modes: int, near: bool = True) -> None:
         super().__init__()
         self.span, self.reach = span, reach
         bins = span + 2  # rfft bins of a period of 2 span + 2
         # (..., 2): real and imaginary parts
         self.rate = nn.Parameter(torch.empty(channels, modes, bins, 2))
         self.amplitude = nn.Parameter(torch.empty(channels, modes, bins, 2))
-        self.near = nn.Parameter(torch.empty(channels, 2, bins, 2))
+        self.near = nn.Parameter(torch.empty(channels, 2, bins, 2)) if near else None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -179,15 +185,20 @@ class MarchingKernel(nn.Module):
             self.rate.zero_()
             self.rate[..., 0] = -0.02 / self.RATE_SCALE
             self.amplitude.normal_().mul_(scale)
-            self.near.normal_().mul_(scale)
+            if self.near is not None:
+                self.near.normal_().mul_(scale)
 
     def forward(self) -> torch.Tensor:
         """Kernels ``(channels, 2 span + 1, reach + 1)`` as :attr:`TransportNet.kernel`."""
-        xi = torch.arange(1, self.reach, dtype=self.rate.dtype, device=self.rate.device)
+        first = 1 if self.near is not None else 0
+        xi = torch.arange(first, self.reach, dtype=self.rate.dtype, device=self.rate.device)
         rate = torch.view_as_complex(self.rate * self.RATE_SCALE)  # (c, m, k)
         amplitude = torch.view_as_complex(self.amplitude)
         far = (amplitude[..., None] * torch.exp(rate[..., None] * xi)).sum(1)  # (c, k, xi)
-        near = torch.view_as_complex(self.near).transpose(1, 2)  # (c, k, 2): xi = -1, 0
+        if self.near is not None:
+            near = torch.view_as_complex(self.near).transpose(1, 2)  # (c, k, 2): xi = -1, 0
+        else:
+            near = far.new_zeros(*far.shape[:2], 1)  # xi = -1: nothing upstream
         spectrum = torch.cat([near, far], dim=2)  # (c, k, reach + 1)
         period = 2 * self.span + 2
         periodic = torch.fft.irfft(spectrum, n=period, dim=1)  # rows: eta mod period
