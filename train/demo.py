@@ -40,6 +40,8 @@ def demo_parser() -> argparse.ArgumentParser:
 
 def demo_command(args: Sequence[str]) -> int:
     """Run the demo; prints where everything went and the held-out test R^2."""
+    from torch import nn
+
     from data.campaign import open_or_simulate
     from explain.layers import default_layer
     from surrogate.checkpoint import load_model
@@ -93,7 +95,9 @@ def demo_command(args: Sequence[str]) -> int:
     )  # fmt: skip
     print("[5/5] scoring the methods on 32 held-out designs (short version of 'evaluate')")
     scores = opts.out / "evaluate"
-    scored = [*methods, "gradient", "gradient-x-input", "guided-backprop", *NULL_REFERENCES]
+    # guided backprop changes only how gradients pass ReLUs; without any it is the gradient
+    guided = ["guided-backprop"] if any(isinstance(m, nn.ReLU) for m in model.modules()) else []
+    scored = [*methods, "gradient", "gradient-x-input", *guided, *NULL_REFERENCES]
     ev, rec = evaluate_designs(
         best, campaign, scores, methods=scored, samples=32, steps=20, sanity_samples=4,
         overwrite=True,

@@ -357,7 +357,7 @@ def _as_plain(value: object) -> object:
     return list(value) if isinstance(value, tuple | list) else value
 
 
-@pytest.mark.parametrize("name", ["default", "demo", "smoke", "transport"])
+@pytest.mark.parametrize("name", ["default", "cnn", "demo", "smoke"])
 def test_config_instantiates(name: str, tmp_path: Path) -> None:
     """Each config builds the model, data module and trainer (nothing is simulated or run)."""
     config = yaml.safe_load((REPO / "configs" / f"{name}.yaml").read_text())
@@ -383,7 +383,7 @@ def test_config_instantiates(name: str, tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("name", ["default", "demo"])
+@pytest.mark.parametrize("name", ["default", "cnn", "demo"])
 def test_config_prints(name: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         run_lightning(["fit", "--config", str(REPO / "configs" / f"{name}.yaml"), "--print_config"])
@@ -392,4 +392,5 @@ def test_config_prints(name: str, capsys: pytest.CaptureFixture[str]) -> None:
     config = yaml.safe_load((REPO / "configs" / f"{name}.yaml").read_text())
     assert printed["run_dir"] == config["run_dir"]
     assert printed["data"]["path"] == config["data"]["path"]
-    assert printed["model"]["widths"] == config["model"]["widths"]
+    for key, value in config["model"].items():
+        assert printed["model"][key] == value, key
