@@ -22,7 +22,7 @@ from explain.batching import model_device, one_per_input
 from explain.catalogue import METHODS, resolve_methods
 from explain.gradient import INPUT_FORMULAS, LAYER_FORMULAS, gradient_maps
 from explain.guided import guided_backprop, guided_gradcam
-from explain.hooks import eval_mode, zeroed_layer
+from explain.hooks import captured, eval_mode, zeroed_layer
 from explain.inputs import roughness_batch
 from explain.interpolation import MODES, upsample
 from explain.layers import candidate_layers, default_layer, find_layer, pyramid_layers
@@ -30,7 +30,7 @@ from explain.path import integrated_gradients
 from explain.perturbation import POLY_VARIANTS, poly_cam, score_cam
 from explain.references import REFERENCES
 
-DEFAULT_METHODS = ("cam", "hirescam", "layercam")
+DEFAULT_METHODS = ("cam", "hirescam", "layercam")  # "gradcam" stands in where CAM is undefined
 # CAM's map plus the output at zero activation must reproduce the prediction; above this
 # relative residual the explained layer does not feed a linear head and "cam" is refused.
 CAM_TOLERANCE = 1e-4
@@ -106,13 +106,38 @@ FAMILIES: dict[str, Callable[[Explainer, torch.Tensor, list[str]], tuple[torch.T
 }
 
 
+def cam_applies(model: nn.Module, shape: tuple[int, int], layer: str) -> bool:
+    """Whether ``layer`` feeds a global-average-pool + linear head, so that CAM is defined.
+
+    Probed on two small random fields (heights of 0.02 delta rms): the output's gradient with
+    respect to the layer must be constant over the map, as behind a pooled linear head.
+    """
+    device = model_device(model)
+    probe = 0.02 * torch.randn(2, 1, *shape, generator=torch.Generator().manual_seed(0))
+    x = probe.to(device).requires_grad_(True)
+    with eval_mode(model), captured(model, layer) as store, torch.enable_grad():
+        y = one_per_input(model(x), len(x))
+        (grad,) = torch.autograd.grad(y.sum(), store["activation"])
+    mean = grad.mean(dim=(2, 3), keepdim=True)
+    return bool((grad - mean).abs().amax() <= 1e-5 * mean.abs().amax().clamp_min(1e-12))
+
+
+def default_methods(model: nn.Module, shape: tuple[int, int], layer: str) -> tuple[str, ...]:
+    """:data:`DEFAULT_METHODS`, with Grad-CAM for CAM where the layer has no pooled linear head."""
+    if cam_applies(model, shape, layer):
+        return DEFAULT_METHODS
+    return tuple("gradcam" if m == "cam" else m for m in DEFAULT_METHODS)
+
+
 class Explainer:
     """Attribution maps of one model, batch by batch, with the choices fixed up front.
 
     Args:
         model: Any module mapping roughness ``(batch, 1, y, x)`` in delta to ``(batch,)``.
         shape: The input grid ``(y, x)``.
-        methods: Names from :data:`explain.catalogue.METHODS` (``polycam`` = all three variants).
+        methods: Names from :data:`explain.catalogue.METHODS` (``polycam`` = all three variants);
+            default :func:`default_methods` (CAM, HiResCAM, LayerCAM; Grad-CAM for CAM where
+            the layer has no pooled linear head).
         layer: Module to explain; default the last module with a spatial output.
         interpolation: Modes of :func:`explain.interpolation.upsample` for the input-grid maps.
         relu: Keep only the positive part of every map.
@@ -130,7 +155,7 @@ class Explainer:
         self,
         model: nn.Module,
         shape: tuple[int, int],
-        methods: Sequence[str] = DEFAULT_METHODS,
+        methods: Sequence[str] | None = None,
         layer: str | None = None,
         interpolation: Sequence[str] = ("none", "bilinear"),
         relu: bool = False,
@@ -144,7 +169,6 @@ class Explainer:
         self.device = torch.device(device) if device else model_device(model)
         self.model = model.to(self.device)
         self.shape = (int(shape[0]), int(shape[1]))
-        self.methods = resolve_methods(list(methods))
         bad = [m for m in interpolation if m not in MODES]
         if bad or not interpolation:
             raise InputError(f"unknown interpolation {bad or '(none given)'}; choose from {MODES}")
@@ -159,6 +183,9 @@ class Explainer:
             )
         info = layers[self.layer]
         self.layer_shape = (info.height, info.width)
+        if methods is None:
+            methods = default_methods(self.model, self.shape, self.layer)
+        self.methods = resolve_methods(list(methods))
         at_layer = [m for m in self.methods if METHODS[m].resolution != "input"]
         if at_layer and not info.on_grid(self.shape):
             raise InputError(
@@ -378,7 +405,7 @@ def _describe(ds: xr.Dataset) -> None:
 def explain(
     model: nn.Module,
     roughness: np.ndarray | torch.Tensor,
-    methods: Sequence[str] = DEFAULT_METHODS,
+    methods: Sequence[str] | None = None,
     layer: str | None = None,
     interpolation: Sequence[str] = ("none", "bilinear"),
     batch_size: int = 64,
@@ -392,7 +419,8 @@ def explain(
     Args:
         model: Any module mapping roughness ``(batch, 1, y, x)`` in delta to ``(batch,)``.
         roughness: Heights ``(sample, y, x)`` or ``(sample, 1, y, x)`` in delta.
-        methods: Names from :data:`explain.catalogue.METHODS`.
+        methods: Names from :data:`explain.catalogue.METHODS`; default
+            :func:`default_methods`.
         layer: Module name to explain; default the last module with a spatial output.
         interpolation: Modes of :func:`explain.interpolation.upsample`.
         batch_size: Designs per pass.

@@ -43,6 +43,7 @@ def demo_command(args: Sequence[str]) -> int:
     from torch import nn
 
     from data.campaign import open_or_simulate
+    from explain.api import default_methods
     from explain.layers import default_layer
     from surrogate.checkpoint import load_model
     from train.evaluate_command import evaluate_designs
@@ -81,11 +82,11 @@ def demo_command(args: Sequence[str]) -> int:
     log_dir = Path(cli.trainer.log_dir)
     metrics = json.loads((log_dir / "test_metrics.json").read_text())
     best = Path(cli.trainer.checkpoint_callback.best_model_path)
-    # CAM needs the explained layer to feed the pooled head; on grids so small that the
-    # last map is 1x1, the default layer is an earlier one and Grad-CAM stands in
+    # CAM needs the explained layer to feed a pooled linear head (the CNN's last map on a
+    # grid large enough); elsewhere Grad-CAM stands in
     model = load_model(best)
-    pooled = default_layer(model, (opts.size, opts.size)) == "network.features"
-    methods = ["cam" if pooled else "gradcam", "hirescam", "layercam", "integrated-gradients"]
+    shape = (opts.size, opts.size)
+    methods = [*default_methods(model, shape, default_layer(model, shape)), "integrated-gradients"]
     print(f"[4/5] explaining the held-out designs ({', '.join(methods)})")
     maps, figures = opts.out / "explain" / "maps.nc", opts.out / "explain" / "plots"
     maps.parent.mkdir(parents=True, exist_ok=True)

@@ -52,7 +52,8 @@ def explain_parser() -> argparse.ArgumentParser:
         "--methods",
         nargs="+",
         help=f"any of {', '.join(METHODS)}, or polycam for its three variants "
-        f"(space- or comma-separated; default: {' '.join(DEFAULT_METHODS)})",
+        f"(space- or comma-separated; default: {' '.join(DEFAULT_METHODS)}, with gradcam "
+        "for cam where the layer has no pooled linear head)",
     )
     parser.add_argument("--layer", help="module to explain (default: the last spatial layer)")
     parser.add_argument(
@@ -158,7 +159,7 @@ def explain_designs(
     data: Path,
     out: Path,
     *,
-    methods: Sequence[str] = DEFAULT_METHODS,
+    methods: Sequence[str] | None = None,
     samples: str = "all",
     layer: str | None = None,
     interpolation: Sequence[str] = ("none", "bilinear"),
@@ -191,7 +192,7 @@ def explain_designs(
         explainer = Explainer(
             inputs.model,
             inputs.shape,
-            methods=list(methods),
+            methods=None if methods is None else list(methods),
             layer=layer,
             interpolation=list(interpolation),
             relu=relu,

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from data.errors import InputError
-from explain.api import explain
+from explain.api import cam_applies, default_methods, explain
 from explain.gradient import gradient_maps
 from explain.layers import default_layer, spatial_layers
 from surrogate import PhysicalSurrogate, RoughnessCNN
@@ -126,3 +127,22 @@ def test_layer_maps_must_lie_on_the_roughness_grid() -> None:
         explain(net, torch.zeros(2, 16, 16), methods=["hirescam"], layer="network.response")
     ds = explain(net, torch.zeros(2, 16, 16), methods=["integrated-gradients"], ig_steps=4)
     assert ds["attribution"].shape == (2, 1, 2, 16, 16)
+
+
+def test_default_methods_put_gradcam_where_cam_is_undefined(tiny_model: nn.Module) -> None:
+    """CAM behind the CNN's pooled linear head; Grad-CAM at the transport network's source."""
+    from surrogate.transport import TransportNet
+
+    assert cam_applies(tiny_model, (16, 16), "network.features")
+    assert not cam_applies(tiny_model, (16, 16), "network.features.stage1")  # not pooled
+    ds = explain(tiny_model, 0.05 * torch.randn(2, 16, 16))
+    assert list(ds["method"].values) == ["cam", "hirescam", "layercam"]
+    torch.manual_seed(0)
+    small = {"channels": 2, "span": 15, "reach": 20, "wake": 4, "hidden": 8}
+    net = PhysicalSurrogate(TransportNet(**small, source=True, even=True, tau=0.0)).eval()
+    with torch.no_grad():
+        net.network.head[-1].weight.fill_(0.5)  # a head with a slope, as after training
+    assert default_layer(net, (16, 16)) == "network.source"
+    assert default_methods(net, (16, 16), "network.source") == ("gradcam", "hirescam", "layercam")
+    ds = explain(net, 0.05 * torch.randn(2, 16, 16))
+    assert list(ds["method"].values) == ["gradcam", "hirescam", "layercam"]
