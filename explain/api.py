@@ -47,6 +47,7 @@ def _path_family(ex: Explainer, x: torch.Tensor, names: list[str]) -> tuple[torc
         ex.model, x, ex.reference(x), steps=ex.ig_steps, chunk=ex.chunk
     )
     ex.record_completeness(found.sum(dim=(1, 2)) - (y - f_b), y - f_b)
+    ex.last_ig_reference = f_b.detach()
     return y, {"integrated-gradients": found}
 
 
@@ -210,6 +211,7 @@ class Explainer:
         self.ig_residual = 0.0  # largest |sum(IG) - (f(x) - f(b))| seen, in U_e/delta
         self.ig_scale = 0.0  # largest |f(x) - f(b)| seen
         self.last_ig_residual: torch.Tensor | None = None  # per design, of the last batch
+        self.last_ig_reference: torch.Tensor | None = None  # f(baseline), of the last batch
         self.cam_residual = 0.0  # largest |prediction - bias - sum(CAM)| seen, in U_e/delta
         self.cam_scale = 0.0  # largest |prediction - bias| seen, for a relative figure
 
@@ -312,6 +314,13 @@ class Explainer:
             ds["ig_residual"].attrs.update(
                 units="U_e/delta",
                 long_name="integrated gradients: sum(map) - (f(x) - f(baseline))",
+            )
+            # what the map leaves unattributed: the prediction of the reference field itself
+            ds["ig_reference_prediction"] = ("sample", self.last_ig_reference.cpu().numpy())
+            ds["ig_reference_prediction"].attrs.update(
+                units="U_e/delta",
+                long_name="prediction for the baseline field; the map sums to prediction minus "
+                "this (plus ig_residual)",
             )
         for resolution, var, dims in _NATIVE:
             names = [m for m in self.methods if METHODS[m].resolution == resolution]

@@ -107,6 +107,8 @@ def test_explainer_reports_completeness_per_design(tiny_model: nn.Module) -> Non
     f_b = tiny_model(blurred(x[:, None])).detach().numpy()
     total = ds["attribution"].sel({"method": "integrated-gradients"}).sum(("y", "x")).values[:, 0]
     np.testing.assert_allclose(total - (y - f_b), ds["ig_residual"].values, atol=1e-6)
+    # the unattributed remainder is carried explicitly: the blurred design's own prediction
+    np.testing.assert_allclose(ds["ig_reference_prediction"].values, f_b, rtol=1e-6)
     assert ds.attrs["ig_residual"] == pytest.approx(np.abs(ds["ig_residual"].values).max())
 
 
