@@ -22,6 +22,7 @@ With ``--layer-sweep`` the first checkpoint of each model gets the layer-by-laye
 from __future__ import annotations
 
 import argparse
+import hashlib
 import itertools
 import json
 import platform
@@ -35,11 +36,13 @@ import torch
 import xarray as xr
 from tqdm import tqdm
 
+from data.simulator import saturation_ratio
 from explain.api import Explainer, implemented
 from explain.catalogue import METHODS
 from explain.evaluation.groundtruth import MIN_MARGIN, grid_ceiling, kept_samples, truth_spearman
 from explain.evaluation.layers import layer_sweep
 from explain.evaluation.similarity import spearman
+from explain.evaluation.splits import SPLITS, bin_index
 from explain.path import integrated_gradients
 from surrogate import load_model
 
@@ -91,41 +94,88 @@ def _grid(ex: Explainer, method: str) -> tuple[int, int]:
 
 
 def score_checkpoint(path: Path, data: dict, methods: list[str], batch: int, mode: str) -> dict:
-    """Accuracy, completeness and the per-method error budget of one checkpoint."""
+    """Maps, accuracy and completeness of one checkpoint (the scores: :func:`method_scores`)."""
     model = load_model(path)
     start = time.perf_counter()
     pred, maps, ig, residual, shapes, layer = explain_all(
         model, data["roughness"], methods, batch, mode
     )
-    truth, kept = data["truth"], data["kept"]
     y = data["target"]
-    r2 = 1 - float(((pred - y) ** 2).sum() / ((y - y.mean()) ** 2).sum())
-    ig_truth = float(np.nanmean(spearman(ig[kept], truth[kept])))
-    rows = {}
-    for m, values in maps.items():
-        v = values[kept].astype(np.float64)
-        rows[m] = {
-            "gt_spearman_input": float(
-                np.nanmean(truth_spearman(v, truth[kept], METHODS[m].rectified))
-            ),
-            "eb_model_ig": float(np.nanmean(spearman(v, ig[kept]))),
-            "eb_ig_truth": ig_truth,
-            "eb_grid_ceiling": float(np.nanmean(grid_ceiling(truth[kept], shapes[m], mode))),
-            "grid": list(shapes[m]),
-        }
     return {
         "checkpoint": str(path),
         "layer": layer,
-        "r2": r2,
+        "r2": 1 - float(((pred - y) ** 2).sum() / ((y - y.mean()) ** 2).sum()),
         "ig_relative_residual": {
             "median": float(np.median(residual)),
             "p95": float(np.percentile(residual, 95)),
             "max": float(residual.max()),
         },
         "seconds": time.perf_counter() - start,
-        "methods": rows,
+        "grids": {m: list(shapes[m]) for m in maps},
         "_maps": maps,
+        "_ig": ig,
     }
+
+
+def by_regime(rho: np.ndarray, data: dict) -> dict[str, dict[str, list]]:
+    """Mean of per-design ``rho`` (kept designs) and the count in each bin of each split."""
+    out = {}
+    for split, bins in SPLITS.items():
+        where = bin_index(data[split][data["kept"]], bins)
+        out[split] = {
+            b.name: [float(np.nanmean(rho[where == i])) if (where == i).any() else None,
+                     int((where == i).sum())]
+            for i, b in enumerate(bins)
+        }  # fmt: skip
+    return out
+
+
+def method_scores(result: dict, data: dict, mode: str) -> dict[str, dict]:
+    """Per method: ρ with the truth (overall and by regime), with the model's IG, the model's
+    IG with the truth and the grid ceiling (the ``eb_*`` columns of ``surrogate evaluate``)."""
+    truth, kept, ig = data["truth"][data["kept"]], data["kept"], result["_ig"][data["kept"]]
+    ig_truth = float(np.nanmean(spearman(ig, truth)))
+    rows = {}
+    for m, values in result["_maps"].items():
+        v = values[kept].astype(np.float64)
+        rho = truth_spearman(v, truth, METHODS[m].rectified)
+        grid = tuple(result["grids"][m])
+        rows[m] = {
+            "gt_spearman_input": float(np.nanmean(rho)),
+            "by_regime": by_regime(rho, data),
+            "eb_model_ig": float(np.nanmean(spearman(v, ig))),
+            "eb_ig_truth": ig_truth,
+            "eb_grid_ceiling": float(np.nanmean(grid_ceiling(truth, grid, mode))),
+            "grid": list(grid),
+        }
+    return rows
+
+
+def cached_score(
+    path: Path, data: dict, methods: list[str], batch: int, mode: str, cache: Path | None
+) -> dict:
+    """:func:`score_checkpoint` then :func:`method_scores`; the maps kept in ``cache`` if given
+    (.npz, with the model's IG as ``_ig``; the rest in .json)."""
+    if cache is None:
+        result = score_checkpoint(path, data, methods, batch, mode)
+    else:
+        key = "|".join([str(path.resolve()), str(path.stat().st_mtime),
+                        str(len(data["target"])), mode, *methods])  # fmt: skip
+        stem = cache / hashlib.sha256(key.encode()).hexdigest()[:16]
+        if stem.with_suffix(".json").exists():
+            result = json.loads(stem.with_suffix(".json").read_text())
+            with np.load(stem.with_suffix(".npz")) as saved:
+                arrays = {m: saved[m] for m in saved.files}
+            result["_ig"] = arrays.pop("_ig").astype(np.float64)
+            result["_maps"] = arrays
+        else:
+            result = score_checkpoint(path, data, methods, batch, mode)
+            cache.mkdir(parents=True, exist_ok=True)
+            np.savez(stem.with_suffix(".npz"), _ig=result["_ig"], **result["_maps"])
+            plain = {k: v for k, v in result.items() if not k.startswith("_")}
+            stem.with_suffix(".json").write_text(json.dumps(plain, indent=2) + "\n")
+    result["methods"] = method_scores(result, data, mode)
+    return result
 
 
 def seed_agreement(results: list[dict], kept: np.ndarray) -> dict[str, float]:
@@ -167,7 +217,27 @@ def markdown(report: dict) -> str:
             cells.append("–" if agree is None else f"{agree:.3f}")
             lines.append(f"| {m} ({grid}) | " + " | ".join(cells) + " |")
         lines.append("")
+        lines += _regime_table(seeds)
     return "\n".join(lines)
+
+
+def _regime_table(seeds: list[dict]) -> list[str]:
+    """ρ truth by saturation regime and peak margin (mean over seeds), input-resolution methods
+    and the layer methods, designs per bin in the header."""
+    methods = list(seeds[0]["methods"])
+    first = seeds[0]["methods"][methods[0]]["by_regime"]
+    columns = [(split, name) for split, bins in first.items() for name in bins]
+    counts = [first[split][name][1] for split, name in columns]
+    head = " | ".join(f"{name} ({n})" for (_, name), n in zip(columns, counts, strict=True))
+    lines = [f"| ρ truth by regime | {head} |", "|---|" + "---|" * len(columns)]
+    for m in methods:
+        cells = []
+        for split, name in columns:
+            values = [c["methods"][m]["by_regime"][split][name][0] for c in seeds]
+            values = [v for v in values if v is not None]
+            cells.append(f"{np.mean(values):.3f}" if values else "–")
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -182,6 +252,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--interpolation", default="bilinear")
     parser.add_argument("--batch-size", type=int, default=50)
     parser.add_argument("--layer-sweep", action="store_true")
+    parser.add_argument("--cache", type=Path, help="keep each checkpoint's maps here")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/error_budget.json"))
     opts = parser.parse_args(argv)
     torch.set_grad_enabled(True)
@@ -193,7 +264,10 @@ def main(argv: list[str] | None = None) -> dict:
             "target": ds["max_vorticity"].values[:n].astype(np.float64),
             "margin": ds["peak_margin"].values[:n].astype(np.float64),
         }
+        omega_s = float(ds.attrs["model_omega_s"])
     data["kept"] = kept_samples(data["truth"], data["margin"], MIN_MARGIN)
+    data["peak_margin"] = data["margin"]
+    data["saturation"] = saturation_ratio(data["target"], omega_s)
     methods = opts.methods or all_methods()
     report = {
         "benchmark": "error budget",
@@ -211,7 +285,9 @@ def main(argv: list[str] | None = None) -> dict:
         for path in paths:
             print(f"{name}: {path}", flush=True)
             results.append(
-                score_checkpoint(Path(path), data, methods, opts.batch_size, opts.interpolation)
+                cached_score(
+                    Path(path), data, methods, opts.batch_size, opts.interpolation, opts.cache
+                )
             )
             best = max(results[-1]["methods"].items(), key=lambda kv: kv[1]["gt_spearman_input"])
             print(
@@ -228,6 +304,7 @@ def main(argv: list[str] | None = None) -> dict:
             entry["layer_sweep"] = [vars(row) for row in sweep]
         for r in results:
             r.pop("_maps")
+            r.pop("_ig")
         entry["checkpoints"] = results
         report["models"][name] = entry
     report["markdown"] = markdown(report)
