@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 import lightning as L
@@ -62,7 +63,10 @@ class SurrogateModule(L.LightningModule):
         if stage != "fit" or bool(self.model.target_norm.fitted):
             return
         stats = self.trainer.datamodule.training_statistics()
-        self.model.input_norm.set_statistics(stats["roughness_mean"], stats["roughness_std"])
+        mean, std = stats["roughness_mean"], stats["roughness_std"]
+        if not getattr(self.model.network, "centre_input", True):
+            mean, std = 0.0, math.hypot(mean, std)  # scaled by the rms height, not shifted
+        self.model.input_norm.set_statistics(mean, std)
         self.model.target_norm.set_statistics(stats["target_mean"], stats["target_std"])
 
     def forward(self, roughness: torch.Tensor) -> torch.Tensor:

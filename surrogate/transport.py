@@ -62,6 +62,11 @@ class TransportNet(nn.Module):
             local layer on the roughness grid for the CAM family to explain.
     """
 
+    # Linear in the heights up to the wake maximum: the surrogate scales the input but does not
+    # centre it. A shift would add a constant source field, take the smooth wall off zero and
+    # break the h -> -h symmetry that ``even`` builds in.
+    centre_input = False
+
     def __init__(
         self,
         channels: int = 2,

@@ -152,3 +152,24 @@ def test_checkpoint_round_trip(make_data, stats, tmp_path: Path) -> None:
     assert isinstance(model.network, TransportNet)
     x = torch.randn(4, 1, 16, 16)
     torch.testing.assert_close(model(x), module.eval().model(x))
+
+
+def test_fitted_transport_network_is_scaled_not_centred(make_data, stats) -> None:
+    """Heights are divided by their rms only, so f(-h) = f(h) holds in physical units too."""
+    module = SurrogateModule(
+        architecture="transport", grid_shape=(16, 16), even=True, tau=0.0, **SMALL
+    )
+    trainer = L.Trainer(
+        max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, accelerator="cpu",
+    )  # fmt: skip
+    data = make_data(stats)
+    trainer.fit(module, datamodule=data)
+    norm = module.model.input_norm
+    moments = data.training_statistics()
+    rms = (moments["roughness_mean"] ** 2 + moments["roughness_std"] ** 2) ** 0.5
+    assert float(norm.mean) == 0.0
+    assert float(norm.std) == pytest.approx(rms, rel=1e-6)
+    model = module.eval().model
+    x = 0.05 * torch.randn(4, 1, 16, 16)
+    torch.testing.assert_close(model(-x), model(x))
