@@ -112,9 +112,15 @@ def plot_curve(result: dict, path: Path) -> None:
     ax.semilogx(n, [p["ridge_r2"] for p in points], "s--", label="ridge on summary statistics")
     ax.set_xlabel("training simulations")
     ax.set_ylabel(f"test $R^2$ ({result['test_samples']} held-out designs)")
-    ax.set_title(
-        f"Learning curve, {result['budget_sample_passes'] // 1000}k sample-passes per point"
+    epochs = {p["epochs"] for p in points}
+    per_point = (
+        f"{epochs.pop()} epochs per point"
+        if len(epochs) == 1
+        else f"{result['budget_sample_passes'] // 1000}k sample-passes per point"
     )
+    ax.set_title(f"Learning curve, {per_point}")
+    ax.set_xticks(n, [f"{v:,}" for v in n])
+    ax.minorticks_off()
     ax.grid(alpha=0.3)
     ax.legend(loc="center right")
     fig.savefig(path, dpi=150, bbox_inches="tight")
