@@ -244,9 +244,9 @@ DISPLAY: list[tuple[str, str, str | None]] = [
     (EB_MODEL_IG, "ρ model IG", "{:.3f}"),
     (EB_IG_TRUTH, "ρ IG–truth", "{:.3f}"),
     (EB_CEILING, "grid ceiling", "{:.3f}"),
-    (cascade("spearman_abs"), "cascade ρ|m|", "{:.2f}"),
+    (cascade("spearman_abs"), "cascade ρ of \\|m\\|", "{:.2f}"),
     (cascade("ssim"), "cascade SSIM", "{:.2f}"),
     (CASCADE_PASS, "model rand.", None),
-    (data("spearman_abs"), "data ρ|m|", "{:.2f}"),
+    (data("spearman_abs"), "data ρ of \\|m\\|", "{:.2f}"),
     (DATA_PASS, "data rand.", None),
 ]
