@@ -20,7 +20,7 @@ from torch import nn
 from tqdm import tqdm
 
 from data.errors import InputError
-from explain.api import DEFAULT_METHODS, Explainer
+from explain.api import DEFAULT_METHODS, Explainer, cam_applies
 from explain.catalogue import METHODS
 from explain.evaluation import table as keys
 from explain.evaluation.groundtruth import (
@@ -131,28 +131,6 @@ def _scores_at(
     }
 
 
-def _at_layer(
-    model: nn.Module,
-    x: torch.Tensor,
-    truth: np.ndarray,
-    info: LayerInfo,
-    methods: Sequence[str],
-    interpolation: str,
-    batch_size: int,
-    chunk: int,
-) -> dict[str, tuple[float, float]]:
-    """:func:`_scores_at`, without 'cam' where CAM is undefined at this layer."""
-    try:
-        return _scores_at(model, x, truth, info, methods, interpolation, batch_size, chunk)
-    except InputError:
-        if "cam" not in methods:
-            raise
-    rest = [m for m in methods if m != "cam"]
-    if not rest:
-        return {}
-    return _scores_at(model, x, truth, info, rest, interpolation, batch_size, chunk)
-
-
 def sweep_methods(methods: Sequence[str]) -> list[str]:
     """``methods`` without repeats, checked to be one-pass layer methods (:data:`SWEEP_METHODS`)."""
     bad = [m for m in methods if m not in SWEEP_METHODS]
@@ -212,7 +190,11 @@ def layer_sweep(
         grid = (info.height, info.width)
         if grid not in ceilings:
             ceilings[grid] = keys.finite_mean(grid_ceiling(truth, grid, interpolation))
-        scores = _at_layer(model, x, truth, info, methods, interpolation, batch_size, chunk)
+        # CAM is defined only where the layer feeds a pooled linear head
+        here = [m for m in methods if m != "cam" or cam_applies(model, shape, info.name)]
+        if not here:
+            continue
+        scores = _scores_at(model, x, truth, info, here, interpolation, batch_size, chunk)
         out += [
             LayerScore(
                 info.name, *grid, shape[0] // info.height, m, len(kept), *scores[m], ceilings[grid]
