@@ -36,6 +36,7 @@ import torch
 import xarray as xr
 from tqdm import tqdm
 
+from data.physics import PhysicsParams
 from data.simulator import saturation_ratio
 from explain.api import Explainer, implemented
 from explain.catalogue import METHODS
@@ -264,7 +265,10 @@ def main(argv: list[str] | None = None) -> dict:
             "target": ds["max_vorticity"].values[:n].astype(np.float64),
             "margin": ds["peak_margin"].values[:n].astype(np.float64),
         }
-        omega_s = float(ds.attrs["model_omega_s"])
+        physics = PhysicsParams.from_attrs(ds.attrs)
+        if physics is None:
+            raise SystemExit(f"{opts.data}: not a synthetic campaign (no model_* attributes)")
+        omega_s = physics.omega_s
     data["kept"] = kept_samples(data["truth"], data["margin"], MIN_MARGIN)
     data["peak_margin"] = data["margin"]
     data["saturation"] = saturation_ratio(data["target"], omega_s)

@@ -11,6 +11,7 @@ import numpy as np
 
 from data.atomic import check_outputs
 from data.errors import InputError
+from data.physics import PhysicsParams
 from data.simulator import saturation_ratio
 from explain.api import DEFAULT_METHODS
 from explain.catalogue import METHODS
@@ -20,7 +21,6 @@ from train.inputs import Inputs, open_inputs, options_parser, resolve_device, sh
 # layers.csv is written only with ground truth, but an earlier one is never silently left beside
 # new scores: it is refused like the others without --overwrite
 OUTPUTS = ("scores.md", "scores.csv", "scores.nc", "summary.json", "layers.csv")
-OMEGA_S = "model_omega_s"  # the saturation level of a synthetic campaign (PhysicsParams.as_attrs)
 
 
 def evaluate_parser() -> argparse.ArgumentParser:
@@ -197,9 +197,10 @@ def _designs(inputs: Inputs, split: str, samples: int | None) -> tuple[np.ndarra
     if "contribution" in campaign and "peak_margin" in campaign:
         designs["truth"] = campaign["contribution"][ids].values
         designs["margin"] = campaign["peak_margin"][ids].values
-        if OMEGA_S in campaign.attrs:
-            omega_s = float(campaign.attrs[OMEGA_S])
+        physics = PhysicsParams.from_attrs(campaign.attrs)
+        if physics is not None:
+            omega_s = physics.omega_s
             designs["saturation"] = saturation_ratio(campaign["max_vorticity"][ids].values, omega_s)
         else:
-            print(f"no saturation split: the campaign has no {OMEGA_S!r} attribute")
+            print("no saturation split: the campaign does not record the reduced-order model")
     return ids, designs
