@@ -98,7 +98,8 @@ class SurrogateModule(L.LightningModule):
             prog_bar=split == "val",
             batch_size=len(target),
         )
-        return loss
+        penalty = getattr(self.model.network, "penalty", None)  # a prior of the network's own
+        return loss + penalty() if split == "train" and penalty is not None else loss
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         return self._step(batch, "train")

@@ -79,6 +79,8 @@ class TransportNet(nn.Module):
         modes: int = 1,
         even: bool = False,
         source: bool = False,
+        monotone: bool = False,
+        smoothness: float = 0.0,
     ) -> None:
         super().__init__()
         if min(channels, span, reach, wake, hidden, modes) < 1 or not tau >= 0:
@@ -88,7 +90,10 @@ class TransportNet(nn.Module):
             )
         if kernel not in ("marching", "free"):
             raise ValueError(f"kernel must be 'marching' or 'free', got {kernel!r}")
+        if not smoothness >= 0:
+            raise ValueError(f"smoothness must be >= 0, got {smoothness}")
         self.span, self.reach, self.wake, self.tau, self.even = span, reach, wake, tau, even
+        self.smoothness = smoothness
         if kernel == "free":
             # rows: spanwise offset -span..span; columns: streamwise offset -1..reach-1
             self.taps = nn.Parameter(torch.empty(channels, 2 * span + 1, reach + 1))
@@ -105,10 +110,13 @@ class TransportNet(nn.Module):
                 nn.Conv2d(channels, hidden, 1), nn.SiLU(), nn.Conv2d(hidden, 1, 1)
             )
             peaks = 1
-        self.head = nn.Sequential(nn.Linear(peaks, hidden), nn.SiLU(), nn.Linear(hidden, 1))
-        # the head starts flat: its slope is learnt from the data before the kernel moves, so
-        # a head that happens to start decreasing cannot shrink the transport to zero
-        nn.init.zeros_(self.head[-1].weight)
+        if monotone:
+            self.head = MonotoneHead(peaks, hidden)
+        else:
+            self.head = nn.Sequential(nn.Linear(peaks, hidden), nn.SiLU(), nn.Linear(hidden, 1))
+            # the head starts flat: its slope is learnt from the data before the kernel moves,
+            # so a head that happens to start decreasing cannot shrink the transport to zero
+            nn.init.zeros_(self.head[-1].weight)
 
     def reset_parameters(self) -> None:
         """Draw the free kernel's taps afresh (small, so training starts near zero transport)."""
@@ -128,11 +136,27 @@ class TransportNet(nn.Module):
         spanwise offset ``eta``, column ``1 + xi`` streamwise offset ``xi``."""
         return self.taps if hasattr(self, "taps") else self.marching()
 
+    def penalty(self) -> torch.Tensor:
+        """``smoothness`` times the kernels' spanwise roughness, a term for the training loss.
+
+        The roughness is the energy of the kernel's spanwise differences over its energy, i.e.
+        its mean squared spanwise wavenumber (``4 sin^2(k / 2)``): a scale-free preference for
+        responses that vary smoothly across the flow, as a viscous flow's do. What the designs
+        constrain is untouched by it to first order; what they leave free — the kernel's
+        content at wavenumbers the roughness barely has — is drawn to zero instead of
+        wandering into the per-cell contributions.
+        """
+        kernel = self.kernel
+        if self.smoothness == 0:
+            return kernel.new_zeros(())
+        steps = kernel.diff(dim=1)
+        return self.smoothness * steps.pow(2).sum() / kernel.pow(2).sum().clamp_min(1e-30)
+
     def transport(self, h: torch.Tensor) -> torch.Tensor:
         """Transported fields ``(batch, channels, y, x + wake)`` over the patch and the wake."""
         ny, nx = h.shape[-2:]
         lx = nx + self.wake
-        fy = next_fast_len(ny + 2 * self.span, real=True)
+        fy = next_fast_len(ny + self.span, real=True)  # ny + span rows: no offset wraps
         fx = next_fast_len(nx + lx + 1, real=True)
         rows = torch.arange(-self.span, self.span + 1, device=h.device) % fy
         cols = torch.arange(-1, self.reach, device=h.device) % fx
@@ -156,6 +180,40 @@ class TransportNet(nn.Module):
         else:
             peak = self.tau * (torch.logsumexp(flat / self.tau, dim=2) - math.log(flat.shape[2]))
         return self.head(peak).squeeze(1)
+
+
+class MonotoneHead(nn.Module):
+    """A readout that never decreases in its inputs: ``b + v . tanh(W p + c)``, ``v, W >= 0``.
+
+    The target is the largest vorticity magnitude downstream; a larger transported peak cannot
+    lower it. Holding the readout to that keeps the attribution's sign honest: integrated
+    gradients of the network are the transport's per-cell contributions times
+    ``(g(peak) - g(0)) / peak``, and a readout with a dip below the data's range (free to
+    form one, since no design has a near-zero peak) turns that factor negative and flips the
+    whole map of every low-vorticity design. ``tanh`` lets it saturate as the flow does.
+    Non-negative weights are stored through ``softplus``.
+    """
+
+    def __init__(self, inputs: int, hidden: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(hidden, inputs))
+        self.bias = nn.Parameter(torch.empty(hidden))
+        self.slope = nn.Parameter(torch.empty(1, hidden))
+        self.offset = nn.Parameter(torch.empty(1))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Unit-scale inner slopes spread over the peaks' range, a small positive outer slope."""
+        with torch.no_grad():
+            self.weight.uniform_(-1.0, 1.0)  # softplus: slopes 0.31 .. 1.31
+            self.bias.uniform_(-2.0, 2.0)
+            self.slope.fill_(-3.0)  # softplus(-3) = 0.049: starts almost flat, never decreasing
+            self.offset.zero_()
+
+    def forward(self, peaks: torch.Tensor) -> torch.Tensor:
+        """``(batch, inputs)`` -> ``(batch, 1)``."""
+        inner = torch.tanh(peaks @ nn.functional.softplus(self.weight).T + self.bias)
+        return inner @ nn.functional.softplus(self.slope).T + self.offset
 
 
 class MarchingKernel(nn.Module):

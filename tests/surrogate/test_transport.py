@@ -12,7 +12,7 @@ from data.errors import InputError
 from surrogate import load_model
 from surrogate.architectures import build_network, network_hparams
 from surrogate.module import SurrogateModule
-from surrogate.transport import TransportNet
+from surrogate.transport import MonotoneHead, TransportNet
 
 SMALL = {"channels": 2, "span": 15, "reach": 20, "wake": 4, "hidden": 8}
 
@@ -59,6 +59,64 @@ def test_tau_zero_takes_the_plain_maximum_and_even_is_exact() -> None:
     assert net.response is None
     torch.testing.assert_close(net(x), net.head(peaks).squeeze(1).detach())
     torch.testing.assert_close(net(-x), net(x))  # f(-h) = f(h) by construction
+
+
+def test_monotone_head_never_decreases_and_keeps_the_attribution_sign() -> None:
+    """Any draw of the readout is non-decreasing in every peak, so integrated gradients from the
+    smooth wall carry the transport's sign: the map sums to f(h) - f(0) >= 0."""
+    head = MonotoneHead(inputs=2, hidden=8).double()
+    for _ in range(5):
+        head.reset_parameters()
+        with torch.no_grad():
+            head.weight.normal_(0, 3)
+            head.bias.normal_(0, 3)
+            head.slope.normal_(0, 3)
+        peaks = torch.rand(256, 2, dtype=torch.float64).mul(6).requires_grad_(True)
+        (grad,) = torch.autograd.grad(head(peaks).sum(), peaks)
+        assert (grad >= 0).all()
+    net = TransportNet(**SMALL, tau=0.0, even=True, source=True, kernel="marching", monotone=True)
+    net = net.double()
+    x = torch.randn(3, 1, 16, 16, dtype=torch.float64)
+    assert (net(x) >= net(torch.zeros_like(x))).all()
+    assert isinstance(net.head, MonotoneHead)
+    net.head.reset_parameters()  # model randomisation reaches it
+
+
+def test_smoothness_penalty_is_the_kernels_relative_spanwise_roughness() -> None:
+    """By hand on free taps: alternating rows have steps of 2, a row-constant kernel none."""
+    net = TransportNet(**SMALL, smoothness=0.5)
+    rows, cols = 2 * SMALL["span"] + 1, SMALL["reach"] + 1
+    with torch.no_grad():
+        net.taps.copy_(torch.tensor([(-1.0) ** r for r in range(rows)])[None, :, None])
+    torch.testing.assert_close(net.penalty(), torch.tensor(0.5 * 4 * (rows - 1) / rows))
+    with torch.no_grad():
+        net.taps.fill_(3.0)
+    torch.testing.assert_close(net.penalty(), torch.tensor(0.0))
+    assert net.penalty().requires_grad
+    assert TransportNet(**SMALL).penalty() == 0  # off by default
+    assert cols == net.taps.shape[-1]
+    with pytest.raises(ValueError, match="smoothness"):
+        TransportNet(smoothness=-1.0)
+
+
+def test_training_loss_carries_the_networks_penalty(stats) -> None:
+    """The penalty enters the training loss only: validation and test report the data loss."""
+    module = SurrogateModule(
+        architecture="transport", grid_shape=(16, 16), kernel="marching", smoothness=0.3,
+        sign_flip=False, **SMALL,
+    )  # fmt: skip
+    module.model.input_norm.set_statistics(stats["roughness_mean"], stats["roughness_std"])
+    module.model.target_norm.set_statistics(stats["target_mean"], stats["target_std"])
+    module.log = module.log_dict = lambda *args, **kwargs: None  # no trainer attached
+    batch = (torch.randn(4, 1, 16, 16) * 0.02, torch.rand(4) * 0.1)
+    data = module.loss(
+        module.model.network(module.model.input_norm(batch[0])),
+        module.model.target_norm(batch[1]),
+    )
+    penalty = module.model.network.penalty()
+    assert penalty > 0
+    torch.testing.assert_close(module.training_step(batch, 0), data + penalty)
+    torch.testing.assert_close(module._step(batch, "val"), data)
 
 
 def test_source_stencil_is_local_and_transported_channel_by_channel() -> None:
