@@ -130,6 +130,18 @@ def default_methods(model: nn.Module, shape: tuple[int, int], layer: str) -> tup
     return tuple("gradcam" if m == "cam" else m for m in DEFAULT_METHODS)
 
 
+def every_method(
+    model: nn.Module, shape: tuple[int, int], layer: str | None = None
+) -> tuple[str, ...]:
+    """Every implemented catalogue method (null references included), without CAM where
+    ``layer`` (default: the model's last spatial layer) has no pooled linear head."""
+    layer = layer or default_layer(model, shape)
+    names = [n for n, m in METHODS.items() if n in implemented(m.family)]
+    if not cam_applies(model, shape, layer):
+        names.remove("cam")
+    return tuple(names)
+
+
 class Explainer:
     """Attribution maps of one model, batch by batch, with the choices fixed up front.
 

@@ -14,7 +14,6 @@ from data.errors import InputError
 from data.physics import PhysicsParams
 from data.simulator import saturation_ratio
 from explain.api import DEFAULT_METHODS
-from explain.catalogue import METHODS
 from explain.evaluation.road import ROAD_PERCENTAGES
 from train.inputs import Inputs, open_inputs, options_parser, resolve_device, sha256, split_names
 
@@ -32,7 +31,12 @@ def evaluate_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--data", type=Path, required=True, help="campaign file")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
-    parser.add_argument("--methods", nargs="+", help="methods to score (default: all)")
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        help="methods to score (default: every method that applies to the model: all of them, "
+        "without cam where the layer has no pooled linear head)",
+    )
     parser.add_argument(
         "--samples", type=int, help="score the first N held-out designs (default all)"
     )
@@ -109,7 +113,7 @@ def evaluate_designs(
     data: Path,
     out: Path,
     *,
-    methods: Sequence[str] = tuple(METHODS),
+    methods: Sequence[str] | None = None,
     samples: int | None = None,
     split: str = "test",
     layer: str | None = None,
@@ -157,7 +161,7 @@ def evaluate_designs(
     model = inputs.model.to(resolve_device(device))
     start = time.perf_counter()
     ev = evaluate(
-        model, designs["roughness"], list(methods), truth=designs.get("truth"),
+        model, designs["roughness"], methods and list(methods), truth=designs.get("truth"),
         peak_margin=designs.get("margin"), saturation=designs.get("saturation"),
         layer_sweep_methods=tuple(layer_sweep_methods) if layer_sweep else (),
         target_std=designs["target_std"], layer=layer,

@@ -18,7 +18,7 @@ from torch import nn
 from tqdm import tqdm
 
 from data.errors import InputError
-from explain.api import Explainer
+from explain.api import Explainer, every_method
 from explain.baselines import BASELINES
 from explain.catalogue import METHODS
 from explain.evaluation import table as keys
@@ -212,7 +212,7 @@ def _random_reference(s: _Setup, x_all: torch.Tensor, k: int, batch_size: int, p
 def evaluate(
     model: nn.Module,
     roughness: np.ndarray,
-    methods: Sequence[str],
+    methods: Sequence[str] | None = None,
     *,
     truth: np.ndarray | None = None,
     peak_margin: np.ndarray | None = None,
@@ -238,7 +238,8 @@ def evaluate(
     Args:
         model: The surrogate (any module mapping ``(B, 1, y, x)`` to ``(B,)``).
         roughness: Designs in delta.
-        methods: Method names (see :mod:`explain.catalogue`).
+        methods: Method names (see :mod:`explain.catalogue`); default every method that
+            applies to the model (:func:`explain.api.every_method`).
         truth, peak_margin: Ground-truth contribution ``(sample, y, x)`` and peak margins of a
             synthetic campaign; without them the ground-truth scores are skipped.
         saturation: ``(sample,)`` ``|w(p*)| / omega_s`` of each design (unitless, see
@@ -265,6 +266,8 @@ def evaluate(
     """
     x_all = torch.as_tensor(np.asarray(roughness), dtype=torch.float32)[:, None]
     n, shape = len(x_all), tuple(x_all.shape[-2:])
+    if methods is None:
+        methods = every_method(model, shape, layer)
     explainer = Explainer(model, shape, methods, layer, (interpolation,), chunk=chunk)
     methods = explainer.methods
     sweep = sweep_methods(layer_sweep_methods) if layer_sweep_methods and truth is not None else []

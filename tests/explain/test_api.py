@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from data.errors import InputError
-from explain.api import cam_applies, default_methods, explain
+from explain.api import cam_applies, default_methods, every_method, explain
 from explain.gradient import gradient_maps
 from explain.layers import default_layer, spatial_layers
 from surrogate import PhysicalSurrogate, RoughnessCNN
@@ -146,3 +146,7 @@ def test_default_methods_put_gradcam_where_cam_is_undefined(tiny_model: nn.Modul
     assert default_methods(net, (16, 16), "network.source") == ("gradcam", "hirescam", "layercam")
     ds = explain(net, 0.05 * torch.randn(2, 16, 16))
     assert list(ds["method"].values) == ["gradcam", "hirescam", "layercam"]
+    # every method that applies, the evaluation's default: all of them, CAM only where defined
+    every = every_method(net, (16, 16))
+    assert "cam" not in every and {"gradcam", "integrated-gradients", "abs-height"} <= set(every)
+    assert every_method(tiny_model, (16, 16)) == ("cam", *every)
