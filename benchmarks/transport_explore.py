@@ -10,6 +10,10 @@ The product's numbers come from ``surrogate fit`` and ``benchmarks/error_budget.
 
     python benchmarks/transport_explore.py --kernel free --tau 0.1          # the first design
     python benchmarks/transport_explore.py --kernel marching --even --tau 0 --source
+    python benchmarks/transport_explore.py --kernel marching --even --tau 0 --source \
+        --monotone --smoothness 1e-3                                      # configs/default.yaml
+
+``--save`` keeps the trained network (weights, scales, arguments) for a closer look.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from data.datamodule import split_indices
 from explain.evaluation.similarity import spearman
 from explain.gradient import gradient_maps
 from explain.path import integrated_gradients
-from surrogate.transport import TransportNet
+from surrogate.transport import MarchingKernel, TransportNet
 
 
 class Physical(nn.Module):
@@ -76,10 +80,22 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--tau", type=float, default=0.1)
     p.add_argument("--even", action="store_true")
     p.add_argument("--source", action="store_true")
+    p.add_argument("--monotone", action="store_true", help="a readout that never decreases")
+    p.add_argument("--smoothness", type=float, default=0.0, help="weight of the spanwise roughness")
     p.add_argument("--centre", action="store_true", help="subtract the mean height as well")
+    p.add_argument(
+        "--init", type=float, default=None, help="MarchingKernel.INIT (amplitude scale at start)"
+    )
+    p.add_argument(
+        "--rate-decay",
+        type=float,
+        default=None,
+        help="weight decay of the marching rates (default --wd)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tag", default="")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/transport_explore.jsonl"))
+    p.add_argument("--save", type=Path, help="write the trained network's weights and scales here")
     a = p.parse_args(argv)
     torch.manual_seed(a.seed)
     with xr.open_dataset(a.campaign) as ds:
@@ -96,14 +112,25 @@ def main(argv: list[str] | None = None) -> dict:
         else float(h[train].double().pow(2).mean().sqrt())
     )
     stats = (h_mean, h_scale, float(y[train].mean()), float(y[train].std()))
+    if a.init is not None:
+        MarchingKernel.INIT = a.init
     net = TransportNet(
         channels=a.channels, hidden=a.hidden, tau=a.tau, kernel=a.kernel, modes=a.modes,
-        even=a.even, source=a.source,
+        even=a.even, source=a.source, monotone=a.monotone,
+        smoothness=a.smoothness,
     )  # fmt: skip
     model = Physical(net, stats)
-    kernel = [q for n, q in net.named_parameters() if n.startswith(("taps", "marching"))]
+    rate = [q for n, q in net.named_parameters() if n == "marching.rate"]
+    kernel = [
+        q
+        for n, q in net.named_parameters()
+        if n.startswith(("taps", "marching")) and n != "marching.rate"
+    ]
     rest = [q for n, q in net.named_parameters() if not n.startswith(("taps", "marching"))]
     groups = [{"params": kernel, "lr": a.lr * a.kernel_lr}, {"params": rest, "lr": a.lr}]
+    if rate:
+        decay = a.wd if a.rate_decay is None else a.rate_decay
+        groups.append({"params": rate, "lr": a.lr * a.kernel_lr, "weight_decay": decay})
     opt = torch.optim.AdamW(groups, weight_decay=a.wd)
     steps = a.epochs * math.ceil(len(train) / a.batch)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
@@ -117,7 +144,7 @@ def main(argv: list[str] | None = None) -> dict:
             b = order[i : i + a.batch]
             flip = 1 - 2 * torch.randint(0, 2, (len(b), 1, 1, 1), generator=g).float()
             x = (h[b] * flip - stats[0]) / stats[1]
-            loss = ((net(x) - (y[b] - stats[2]) / stats[3]) ** 2).mean()
+            loss = ((net(x) - (y[b] - stats[2]) / stats[3]) ** 2).mean() + net.penalty()
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -128,7 +155,7 @@ def main(argv: list[str] | None = None) -> dict:
     parts = [h[kept[i : i + 100]] for i in range(0, len(kept), 100)]
     gxi = np.concatenate([gradient_times_input(model, x) for x in parts])
     ig = np.concatenate([integrated_gradients(model, x)[1].detach().numpy() for x in parts])
-    result = dict(vars(a), campaign=str(a.campaign), out=str(a.out))
+    result = {k: str(v) if isinstance(v, Path) else v for k, v in vars(a).items()}
     result.update(
         val_r2=r2(model, h[val], y[val]), test_r2=r2(model, h[test], y[test]),
         gxi_rho=agreement(gxi, truth[kept]), ig_rho=agreement(ig, truth[kept]),
@@ -140,6 +167,15 @@ def main(argv: list[str] | None = None) -> dict:
         ]
         result["hirescam_source_rho"] = agreement(torch.cat(hires).numpy(), truth[kept])
     print(json.dumps(result), flush=True)
+    if a.save:
+        torch.save(
+            {
+                "state_dict": net.state_dict(),
+                "stats": stats,
+                "args": {k: v for k, v in result.items() if k in vars(a)},
+            },
+            a.save,
+        )
     a.out.parent.mkdir(parents=True, exist_ok=True)
     with a.out.open("a") as f:
         f.write(json.dumps(result) + "\n")
