@@ -2,7 +2,9 @@
 
 Reads the per-design cascade similarities stored in ``scores.nc`` and the table in
 ``summary.json``, recomputes the cascade columns with :meth:`RandomisationResult.over_steps`
-(the current rule) and the recommendation, and rewrites ``scores.md`` and ``summary.json``.
+(the current rule: steps at one-number-per-design layers left out, found on the run's
+checkpoint for runs that predate it) and the recommendation, and rewrites ``scores.md`` and
+``summary.json``.
 No map is recomputed.
 
     python benchmarks/rescore_eval.py runs/eval-default
@@ -15,12 +17,21 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+import torch
 import xarray as xr
 
 from explain.evaluation import table as keys
 from explain.evaluation.recommend import recommend
 from explain.evaluation.report import markdown_table
-from explain.evaluation.sanity import MEASURES, RandomisationResult, passes
+from explain.evaluation.sanity import MEASURES, RandomisationResult, passes, scalar_readouts
+from surrogate import load_model
+
+
+def _scale_only(settings: dict, steps: tuple[str, ...]) -> tuple[str, ...]:
+    """The cascade's one-number-per-design layers, found on the run's checkpoint."""
+    with xr.open_dataset(settings["campaign"]) as campaign:
+        x = torch.as_tensor(campaign["roughness"].values[:2], dtype=torch.float32)[:, None]
+    return scalar_readouts(load_model(Path(settings["checkpoint"])), x, steps)
 
 
 def main() -> None:
@@ -34,7 +45,12 @@ def main() -> None:
         for m in sim["method"].values
     }
     steps = tuple(str(s) for s in sim["cascade_step"].values[1:])
-    over = RandomisationResult("cascading", settings["seed"], steps, values).over_steps()
+    if "cascade_scale_only" not in settings:  # a run from before the rule had them
+        settings["cascade_scale_only"] = list(_scale_only(settings, steps))
+    scale_only = tuple(settings["cascade_scale_only"])
+    over = RandomisationResult(
+        "cascading", settings["seed"], steps, values, scale_only
+    ).over_steps()
     for method, row in table.items():
         for measure in MEASURES:
             row[keys.cascade(measure)] = over[method][measure].mean

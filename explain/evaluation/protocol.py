@@ -335,6 +335,7 @@ def evaluate(
         "data_randomisation": randomised_model is not None,
         "saturation_split": truth is not None and saturation is not None,
         "layer_sweep": sweep,
+        "cascade_scale_only": list(result.cascade.scale_only) if result.cascade else [],
     }
     result.table = keys.summarise(result)
     return result

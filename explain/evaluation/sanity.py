@@ -34,6 +34,7 @@ from torch import nn
 
 from data.errors import InputError
 from explain.evaluation.similarity import scale01, spearman, ssim
+from explain.hooks import forward_hooks
 
 ExplainFn = Callable[[nn.Module, torch.Tensor], Mapping[str, torch.Tensor]]
 Mode = Literal["cascading", "independent"]
@@ -72,12 +73,15 @@ class RandomisationResult:
         values: ``{method: {measure: (step, sample)}}``; step 0 is the original model
             against itself, step ``k`` the model with ``layers[:k]`` (cascading) or only
             ``layers[k - 1]`` (independent) re-initialised.
+        scale_only: The layers of ``layers`` that read one number per design
+            (:func:`scalar_readouts`): re-initialising them can only rescale a gradient map.
     """
 
     mode: str
     seed: int
     layers: tuple[str, ...]
     values: dict[str, dict[str, np.ndarray]]
+    scale_only: tuple[str, ...] = ()
 
     @property
     def steps(self) -> tuple[str, ...]:
@@ -103,15 +107,22 @@ class RandomisationResult:
         final step alone cannot tell a method that follows the model from one that only
         changes once the first convolutions - its edge filters - are reset.
 
+        Steps that re-initialise a layer of :attr:`scale_only` are left out: behind a
+        one-number-per-design bottleneck ``s(x)`` the model is ``g(s(x))`` and every gradient
+        map is ``g'(s) grad s``, the same map rescaled, so such a step cannot tell any method
+        from any other; counted, it would hold every method's mean up, a perfect one's too.
+
         A map that has become constant (e.g. all zero after a ReLU once the network is
         random) has no rank correlation with anything; it keeps none of the original's
         ranking, so its Spearman counts as 0 here. Dropping those steps instead would average
         each method over a different, earlier part of the cascade.
         """
         out: dict[str, dict[str, Summary]] = {}
+        counted = [i + 1 for i, name in enumerate(self.layers) if name not in self.scale_only]
         for method, measures in self.values.items():
             out[method] = {}
             for measure, v in measures.items():
+                v = v[[0, *counted]]
                 steps = np.nan_to_num(v[1:], nan=0.0) if measure != "ssim" else v[1:]
                 means = np.array(
                     [np.nanmean(row) if np.isfinite(row).any() else np.nan for row in steps]
@@ -134,6 +145,27 @@ def randomisable_layers(model: nn.Module) -> list[str]:
         if any(True for _ in module.parameters(recurse=False)) or _has_reset(module)
     ]
     return names[::-1]
+
+
+def scalar_readouts(model: nn.Module, x: torch.Tensor, names: Sequence[str]) -> tuple[str, ...]:
+    """The modules of ``names`` whose input holds one number per design, on one forward pass
+    of ``x`` in eval mode (e.g. the transport network's head after its one-channel maximum)."""
+    modules = dict(model.named_modules())
+    sizes: dict[str, int] = {}
+
+    def record(name: str):
+        def hook(_module: nn.Module, inputs: object, _output: object) -> None:
+            first = inputs[0] if isinstance(inputs, tuple) and inputs else None
+            per_design = isinstance(first, torch.Tensor) and first.ndim and len(first) == len(x)
+            # anything but a per-design tensor is taken to carry more than one number
+            sizes[name] = max(sizes.get(name, 0), first[0].numel() if per_design else 2)
+
+        return hook
+
+    pairs = [(modules[n], record(n)) for n in names if n in modules]
+    with forward_hooks(model, pairs), torch.no_grad():
+        model(x)
+    return tuple(n for n in names if sizes.get(n) == 1)
 
 
 def _has_reset(module: nn.Module) -> bool:
@@ -219,6 +251,7 @@ def model_randomisation(
     work = copy.deepcopy(model)
     names = randomisable_layers(work) if layers is None else list(layers)
     modules = _resolve_layers(work, names)
+    scale_only = scalar_readouts(work, x, names)
     original = _maps(explain_fn, work, x)
     steps = [_compare_all(original, original)]
     for i, module in enumerate(modules):
@@ -231,7 +264,7 @@ def model_randomisation(
         method: {measure: np.stack([s[method][measure] for s in steps]) for measure in MEASURES}
         for method in original
     }
-    return RandomisationResult(mode, seed, tuple(names), values)
+    return RandomisationResult(mode, seed, tuple(names), values, scale_only)
 
 
 def data_randomisation(

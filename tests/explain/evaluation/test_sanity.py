@@ -238,3 +238,36 @@ def test_over_steps_counts_constant_maps_as_no_rank_similarity() -> None:
     # steps 1..3: means 0.7, 0 (both constant), 0.1 (one constant counts 0)
     assert over["spearman_abs"].mean == pytest.approx((0.7 + 0.0 + 0.1) / 3)
     assert over["ssim"].mean == pytest.approx((0.5 + 0.0 + 0.1) / 3)
+
+
+def test_steps_behind_a_one_number_bottleneck_are_not_counted() -> None:
+    """The transport network's head reads one peak per design: resetting it only rescales a
+    gradient map (unchanged Spearman and SSIM), so the cascade mean leaves that step out."""
+    from explain.evaluation.sanity import RandomisationResult, scalar_readouts
+    from surrogate.transport import TransportNet
+
+    def gradient(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return gradient_maps(model, x, "network.source", ["gradient"])[1]
+
+    small = {"channels": 1, "span": 15, "reach": 20, "wake": 4, "hidden": 8}
+    net = PhysicalSurrogate(
+        TransportNet(**small, kernel="marching", source=True, even=True, tau=0.0, monotone=True)
+    )
+    x = 0.05 * torch.randn(3, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    layers = randomisable_layers(net)
+    assert layers[0] == "network.head"
+    assert scalar_readouts(net, x, layers) == ("network.head",)
+    result = model_randomisation(net, x, gradient)
+    assert result.scale_only == ("network.head",)
+    rho = result.values["gradient"]["spearman_abs"]
+    np.testing.assert_allclose(rho[1], 1.0)  # the head's step: the same map, rescaled
+    by_hand = np.nanmean(rho[2:], axis=1).mean()
+    assert result.over_steps()["gradient"]["spearman_abs"].mean == pytest.approx(by_hand)
+    # the CNN's head reads 256 pooled channels: every step counts
+    cnn = PhysicalSurrogate(RoughnessCNN(widths=(4, 8), convs_per_stage=1))
+    assert scalar_readouts(cnn, torch.zeros(2, 1, 16, 16), randomisable_layers(cnn)) == ()
+    values = {"m": {"spearman_abs": np.array([[1.0], [1.0], [0.2]]), "ssim": np.ones((3, 1))}}
+    both = RandomisationResult("cascading", 0, ("a", "b"), values)
+    assert both.over_steps()["m"]["spearman_abs"].mean == pytest.approx(0.6)
+    second = RandomisationResult("cascading", 0, ("a", "b"), values, scale_only=("a",))
+    assert second.over_steps()["m"]["spearman_abs"].mean == pytest.approx(0.2)
