@@ -43,6 +43,9 @@ class Method:
         input_multiplied: The map is ``(x - b)`` times a model-dependent factor (gradient x
             input, integrated gradients); the randomisation checks compare that factor, since
             the input factor survives any change of the model.
+        complete: The map adds up to the output it explains, for any model: integrated
+            gradients to ``f(x) - f(b)`` (up to quadrature, reported as ``ig_residual``), CAM
+            to the prediction less the head's bias. Its cells read as a budget in U_e/delta.
     """
 
     name: str
@@ -53,6 +56,7 @@ class Method:
     rectified: bool = False
     recommended: bool = True
     input_multiplied: bool = False
+    complete: bool = False
 
     @property
     def one_pass(self) -> bool:
@@ -89,7 +93,7 @@ _NULL = "null reference, not an attribution"
 METHODS: dict[str, Method] = {
     m.name: m
     for m in (
-        Method("cam", "gradient", "layer", _PER_LAYER_CELL, _ZERO_LAYER),
+        Method("cam", "gradient", "layer", _PER_LAYER_CELL, _ZERO_LAYER, complete=True),
         Method("gradcam", "gradient", "layer", _PER_LAYER_CELL, _ZERO_LAYER),
         Method("hirescam", "gradient", "layer", _PER_LAYER_CELL, _ZERO_LAYER),
         Method("layercam", "gradient", "layer", _PER_LAYER_CELL, _NO_POSITIVE, rectified=True),
@@ -99,7 +103,13 @@ METHODS: dict[str, Method] = {
             "gradient-x-input", "gradient", "input", _PER_CELL, _FIRST_ORDER, input_multiplied=True
         ),
         Method(
-            "integrated-gradients", "path", "input", _PER_CELL, _BASELINE, input_multiplied=True
+            "integrated-gradients",
+            "path",
+            "input",
+            _PER_CELL,
+            _BASELINE,
+            input_multiplied=True,
+            complete=True,
         ),
         Method("scorecam", "scorecam", "layer", _ARBITRARY, _MASKED, rectified=True),
         Method("polycam+", "polycam", "pyramid", _ARBITRARY, _MASKED, rectified=True),

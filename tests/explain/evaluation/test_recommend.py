@@ -63,6 +63,22 @@ def test_ties_go_to_the_cheaper_method_and_close_calls_are_named() -> None:
     assert any("scorecam" in note for note in rec.notes)
 
 
+def test_between_equivalents_the_map_that_adds_up_is_recommended() -> None:
+    """Gradient x input wins by a hair; integrated gradients, equivalent and complete, replaces
+    it. A complete method that is not equivalent does not."""
+    table = {
+        "gradient-x-input": row((0.631, 1.375), 0.738, 0.93, 0.55),
+        "integrated-gradients": row((0.630, 1.374), 0.737, 0.93, 0.55),
+        "hirescam": row((0.5, 1.0), 0.7, 0.9, 0.5),
+    }
+    rec = recommend(table, SETTINGS)
+    assert rec.ranking[0][0] == "gradient-x-input"
+    assert rec.method == "integrated-gradients"
+    assert any("adds up" in note for note in rec.notes)
+    table["integrated-gradients"] = row((0.3, 0.9), 0.737, 0.93, 0.55)  # no longer equivalent
+    assert recommend(table, SETTINGS).method == "gradient-x-input"
+
+
 def test_a_baseline_flip_is_reported() -> None:
     table = {"cam": row((0.5, 0.2), 0.3, 0.3, 0.3), "gradient": row((0.2, 0.5), 0.3, 0.3, 0.3)}
     rec = recommend(table, SETTINGS)
