@@ -78,7 +78,9 @@ def demo_command(args: Sequence[str]) -> int:
     cli = run_lightning(cli_args, run=False)
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     print("[3/5] testing the best checkpoint on the held-out split")
-    cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path="best", verbose=False)
+    cli.trainer.test(
+        cli.model, datamodule=cli.datamodule, ckpt_path="best", verbose=False, weights_only=True
+    )
     log_dir = Path(cli.trainer.log_dir)
     metrics = json.loads((log_dir / "test_metrics.json").read_text())
     best = Path(cli.trainer.checkpoint_callback.best_model_path)

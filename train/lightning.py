@@ -101,8 +101,40 @@ def _check_inputs(config: Any) -> None:
             "--data.simulate_samples to generate one)"
         )
     ckpt_path = config.get("ckpt_path")
-    if ckpt_path is not None and ckpt_path not in CKPT_PATH_KEYWORDS:
-        load_checkpoint(Path(ckpt_path))
+    if ckpt_path is None:
+        return
+    if ckpt_path in CKPT_PATH_KEYWORDS:
+        # resolved here, to the file Lightning would pick, so that it goes through the same
+        # safe reader as a path: Lightning's own lookup loads with torch's default
+        # weights_only, which ran pickled code before torch 2.6
+        ckpt_path = str(keyword_checkpoint(ckpt_path, Path(config.get("run_dir"))))
+        config["ckpt_path"] = ckpt_path
+    load_checkpoint(Path(ckpt_path))
+    if "weights_only" in config:
+        config["weights_only"] = True  # and Lightning reads it with weights_only=True too
+
+
+def keyword_checkpoint(keyword: str, run_dir: Path) -> Path:
+    """The checkpoint file ``--ckpt_path last`` or ``best`` names in ``run_dir/checkpoints``."""
+    from data.errors import InputError
+
+    folder = run_dir / "checkpoints"
+    if keyword == "last":
+        found = [folder / "last.ckpt"] if (folder / "last.ckpt").is_file() else []
+    elif keyword == "best":
+        found = sorted(folder.glob("best-*.ckpt"))
+    else:
+        raise InputError(
+            f"--ckpt_path {keyword}: not supported here; give the path of a checkpoint file"
+        )
+    if len(found) != 1:
+        what = f"{len(found)} files ({', '.join(p.name for p in found)})" if found else "none"
+        name = "last.ckpt" if keyword == "last" else "best-*.ckpt"
+        raise InputError(
+            f"--ckpt_path {keyword}: expected one {name} in {folder}, found {what}; give the "
+            "path of a checkpoint file"
+        )
+    return found[0]
 
 
 def run_lightning(args: Sequence[str], run: bool = True) -> Any:

@@ -150,3 +150,57 @@ def test_bad_checkpoint(
     assert status == 2
     error_line(f"surrogate {command}: error:", str(ckpt), expected)
     assert not run_dir.exists()
+
+
+class _Payload:
+    """Unpickling this makes a folder: the stand-in for code hidden in a checkpoint."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple:
+        import os
+
+        return os.mkdir, (str(self.marker),)
+
+
+@pytest.mark.parametrize("force_unsafe", [False, True], ids=["default", "forced-unsafe-env"])
+def test_a_poisoned_last_checkpoint_in_a_run_folder_is_never_unpickled(
+    force_unsafe: bool,
+    campaign_file: Path,
+    smoke: Path,
+    tmp_path: Path,
+    error_line: Callable[..., str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``--ckpt_path last`` resolves to the run folder's file and reads it like any path:
+    with weights_only=True, also when the environment asks torch for unsafe loads."""
+    if force_unsafe:
+        monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    run_dir = tmp_path / "run"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    marker = tmp_path / "payload-ran"
+    poisoned = run_dir / "checkpoints" / "last.ckpt"
+    torch.save({"state_dict": {}, "hook": _Payload(marker)}, poisoned)
+    args = ["--config", str(smoke), "--data.path", str(campaign_file), "--run_dir", str(run_dir)]
+    for command in ("fit", "test"):
+        assert main([command, *args, "--ckpt_path", "last"]) == 2
+        error_line(f"surrogate {command}: error:", str(poisoned))
+        assert not marker.exists()
+    assert sorted(p.name for p in run_dir.iterdir()) == ["checkpoints"]  # no run started
+
+
+def test_ckpt_path_keywords_name_one_file_or_say_why(
+    campaign_file: Path, smoke: Path, tmp_path: Path, error_line: Callable[..., str]
+) -> None:
+    run_dir = tmp_path / "run"
+    args = ["--config", str(smoke), "--data.path", str(campaign_file), "--run_dir", str(run_dir)]
+    assert main(["test", *args, "--ckpt_path", "best"]) == 2
+    error_line("--ckpt_path best", "found none", str(run_dir / "checkpoints"))
+    (run_dir / "checkpoints").mkdir(parents=True)
+    for name in ("best-epoch001.ckpt", "best-epoch004.ckpt"):
+        _torch_file(run_dir / "checkpoints" / name)
+    assert main(["test", *args, "--ckpt_path", "best"]) == 2
+    error_line("--ckpt_path best", "found 2 files", "best-epoch004.ckpt")
+    assert main(["test", *args, "--ckpt_path", "hpc"]) == 2
+    error_line("--ckpt_path hpc", "not supported")
