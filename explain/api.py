@@ -182,6 +182,10 @@ class Explainer:
         self.device = torch.device(device) if device else model_device(model)
         self.model = model.to(self.device)
         self.shape = (int(shape[0]), int(shape[1]))
+        # one name where a sequence is expected is one name, not its letters
+        interpolation = [interpolation] if isinstance(interpolation, str) else interpolation
+        methods = [methods] if isinstance(methods, str) else methods
+        polycam_layers = [polycam_layers] if isinstance(polycam_layers, str) else polycam_layers
         bad = [m for m in interpolation if m not in MODES]
         if bad or not interpolation:
             raise InputError(f"unknown interpolation {bad or '(none given)'}; choose from {MODES}")

@@ -151,3 +151,15 @@ def test_default_methods_put_gradcam_where_cam_is_undefined(tiny_model: nn.Modul
     assert "cam" not in every
     assert {"gradcam", "integrated-gradients", "abs-height"} <= set(every)
     assert every_method(tiny_model, (16, 16)) == ("cam", *every)
+
+
+def test_a_single_name_is_one_name_not_its_letters(tiny_model: nn.Module) -> None:
+    """``interpolation="none"`` once read as the modes n, o, n, e; a lone method name alike."""
+    x = 0.05 * torch.randn(2, 16, 16)
+    ds = explain(tiny_model, x, methods="hirescam", interpolation="none")
+    assert list(ds["method"].values) == ["hirescam"]
+    assert list(ds["interpolation"].values) == ["none"]
+    listed = explain(tiny_model, x, methods=["hirescam"], interpolation=["none"])
+    torch.testing.assert_close(
+        torch.from_numpy(ds["attribution"].values), torch.from_numpy(listed["attribution"].values)
+    )
