@@ -8,6 +8,7 @@ reads it) with dimensions ``sample``, ``y`` (spanwise) and ``x`` (streamwise, fl
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import os
 from collections.abc import Iterator
@@ -65,6 +66,33 @@ ATTRIBUTES: dict[str, tuple[str, str]] = {
 
 _BLOCK_VALUES = 1 << 22  # values read at once while checking for NaN/Inf (16 MiB of float32)
 _WRITE_CHUNK_SAMPLES = 64  # HDF5 chunk length along `sample` for the streamed writer
+
+
+def fingerprint(max_vorticity: np.ndarray, grid: tuple[int, ...]) -> str:
+    """A short identity of a campaign, to tie a checkpoint's split indices to the campaign they
+    were drawn from: sha256 of the targets (float32) and the roughness grid. Cheap to compute
+    (one value per design), and two campaigns with the same targets in the same order are, for
+    a split, the same campaign."""
+    digest = hashlib.sha256(np.ascontiguousarray(max_vorticity, dtype="<f4").tobytes())
+    digest.update(repr(tuple(int(n) for n in grid)).encode())
+    return digest.hexdigest()[:16]
+
+
+def file_fingerprint(path: str | os.PathLike[str]) -> str:
+    """:func:`fingerprint` of a campaign file, read with plain h5py."""
+    with h5py.File(path, "r") as f:
+        return fingerprint(f["max_vorticity"][...], f["roughness"].shape[1:])
+
+
+def check_split_campaign(expected: str | None, path: str | Path, source: str) -> None:
+    """Refuse to apply a split recorded for one campaign to another (``expected``: the
+    fingerprint stored with the split; ``None`` for checkpoints that predate it)."""
+    if expected is not None and expected != file_fingerprint(path):
+        raise CampaignError(
+            f"{path}: not the campaign {source}'s split was drawn from (its targets differ), so "
+            "its train/val/test indices would pick other designs; use the training campaign, "
+            "or select designs by index"
+        )
 
 
 def software_version() -> str:
@@ -237,6 +265,12 @@ def simulate_to_file(
     return path
 
 
+# encoding keys that describe how a file stored a variable, not the variable
+STORAGE_LAYOUT = frozenset(
+    {"chunksizes", "preferred_chunks", "contiguous", "original_shape", "source", "unlimited_dims"}
+)
+
+
 def write_campaign(ds: xr.Dataset, path: str | os.PathLike[str], overwrite: bool = False) -> Path:
     """Write a campaign Dataset atomically with ``to_netcdf(engine="h5netcdf")``.
 
@@ -248,11 +282,15 @@ def write_campaign(ds: xr.Dataset, path: str | os.PathLike[str], overwrite: bool
         CampaignError: ``path`` exists and ``overwrite`` is false, or its folder is missing.
     """
     path = Path(path)
-    encoding = {
-        name: {**var.encoding, "_FillValue": None}
-        for name, var in ds.variables.items()
-        if var.dtype.kind == "f" and "_FillValue" not in var.encoding
-    }
+    encoding = {}
+    for name, var in ds.variables.items():
+        # a Dataset read from a file carries that file's storage layout (chunks sized for its
+        # sample count, xarray's read-only "preferred_chunks"): a subset or a reordering
+        # cannot be written with it, so only what describes the values is kept
+        kept = {k: v for k, v in var.encoding.items() if k not in STORAGE_LAYOUT}
+        if var.dtype.kind == "f" and "_FillValue" not in kept:
+            kept["_FillValue"] = None
+        encoding[name] = kept
     with _atomic_output(path, overwrite) as tmp:
         ds.to_netcdf(tmp, engine="h5netcdf", encoding=encoding)
     return path

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from data.campaign import open_campaign, open_or_simulate
+from data.campaign import check_split_campaign, file_fingerprint, open_campaign, open_or_simulate
 from data.errors import CampaignError, InputError
 
 
@@ -66,6 +66,9 @@ class CampaignDataset(Dataset):
         state = self.__dict__.copy()
         state["_file"] = None  # each worker opens its own handle
         return state
+
+
+FINGERPRINT_KEY = "campaign_fingerprint"  # beside the split_* keys of the state
 
 
 def split_indices(
@@ -227,15 +230,26 @@ class CampaignDataModule(L.LightningDataModule):
         return self._loader("predict", shuffle=False)
 
     def state_dict(self) -> dict[str, Any]:
-        """The split, so a checkpoint records exactly which samples were held out."""
+        """The split, so a checkpoint records exactly which samples were held out, and the
+        campaign it indexes (:func:`data.campaign.fingerprint`)."""
         if self.splits is None:
             return {}
-        return {f"split_{k}": v.tolist() for k, v in self.splits.items()}
+        state: dict[str, Any] = {f"split_{k}": v.tolist() for k, v in self.splits.items()}
+        state[FINGERPRINT_KEY] = file_fingerprint(self.hparams.path)
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Adopt a checkpoint's split; datasets built from the config's split are rebuilt."""
+        """Adopt a checkpoint's split; datasets built from the config's split are rebuilt.
+
+        Raises:
+            InputError: The split was drawn from another campaign: its indices would pick
+                other designs here (checkpoints from before the fingerprint are trusted).
+        """
+        state = dict(state)
+        expected = state.pop(FINGERPRINT_KEY, None)
         if not state:
             return
+        check_split_campaign(expected, self.hparams.path, "the checkpoint")
         self.splits = {k.removeprefix("split_"): np.asarray(v) for k, v in state.items()}
         if self.datasets:
             stage = "predict" if "predict" in self.datasets else None

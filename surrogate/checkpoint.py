@@ -44,6 +44,11 @@ def checkpoint_splits(ckpt: dict[str, Any]) -> dict[str, list[int]]:
     }
 
 
+def checkpoint_fingerprint(ckpt: dict[str, Any]) -> str | None:
+    """The fingerprint of the campaign the recorded split indexes (``None``: not recorded)."""
+    return ckpt.get("CampaignDataModule", {}).get("campaign_fingerprint")
+
+
 def model_from_checkpoint(
     ckpt: dict[str, Any], path: str | Path = "<checkpoint>"
 ) -> PhysicalSurrogate:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from data.campaign import check_split_campaign
 from data.errors import InputError
 
 SPLITS = ("train", "val", "test")
@@ -110,9 +111,15 @@ class Inputs:
     splits: dict[str, list[int]]
     campaign: object  # xarray.Dataset, read lazily
     shape: tuple[int, int]
+    data: Path | None = None  # the campaign file
+    checkpoint: Path | None = None
+    fingerprint: str | None = None  # of the campaign the checkpoint's split indexes
 
     def select(self, text: str, flag: str = "--samples") -> np.ndarray:
-        """Sample indices of the campaign selected by ``text`` (see :func:`parse_samples`)."""
+        """Sample indices of the campaign selected by ``text`` (see :func:`parse_samples`);
+        a recorded split only on the campaign it was drawn from."""
+        if text in self.splits and self.data is not None:
+            check_split_campaign(self.fingerprint, self.data, f"checkpoint {self.checkpoint}")
         return parse_samples(text, self.campaign.sizes["sample"], self.splits, flag)
 
 
@@ -138,12 +145,22 @@ def check_grid(model: object, shape: tuple[int, int], data: Path, checkpoint: Pa
 def open_inputs(checkpoint: Path, data: Path) -> Iterator[Inputs]:
     """Open a checkpoint and a campaign, grid checked; the campaign is closed on exit."""
     from data.campaign import open_campaign
+    from surrogate.checkpoint import (
+        checkpoint_fingerprint,
+        checkpoint_splits,
+        model_from_checkpoint,
+        read_checkpoint,
+    )
 
-    model, splits = load_checkpoint(checkpoint)
+    ckpt = read_checkpoint(checkpoint)
+    model, splits = model_from_checkpoint(ckpt, checkpoint), checkpoint_splits(ckpt)
     campaign = open_campaign(data)
     try:
         shape = (campaign.sizes["y"], campaign.sizes["x"])
         check_grid(model, shape, data, checkpoint)
-        yield Inputs(model, splits, campaign, shape)
+        yield Inputs(
+            model, splits, campaign, shape, Path(data), Path(checkpoint),
+            checkpoint_fingerprint(ckpt),
+        )  # fmt: skip
     finally:
         campaign.close()

@@ -56,6 +56,16 @@ def test_streamed_file_equals_memory_bitwise(memory: xr.Dataset, streamed: Path)
         xr.testing.assert_identical(ds.load(), memory)
 
 
+def test_a_subset_of_a_simulated_file_writes_back(streamed: Path, tmp_path: Path) -> None:
+    """The file's chunk layout (sized for all its samples) does not follow a subset out."""
+    with campaign.open_campaign(streamed) as ds:
+        part = ds.isel(sample=[5, 1, 3]).load()
+        campaign.write_campaign(part, tmp_path / "part.nc")
+    with campaign.open_campaign(tmp_path / "part.nc") as back:
+        np.testing.assert_array_equal(back.roughness.values, part.roughness.values)
+        assert back.sizes["sample"] == 3
+
+
 def test_open_is_lazy_and_records_source(streamed: Path) -> None:
     with open_campaign(streamed) as ds:
         assert ds.encoding["source"] == str(streamed)

@@ -104,6 +104,22 @@ def test_state_dict_restores_the_split(campaign: Path) -> None:
     assert np.array_equal(b.datasets["test"].indices, a.splits["test"])
 
 
+def test_a_split_is_only_applied_to_the_campaign_it_was_drawn_from(
+    campaign: Path, tmp_path: Path
+) -> None:
+    from data.errors import InputError
+
+    state = module(campaign).state_dict()
+    assert len(state["campaign_fingerprint"]) == 16
+    other = simulate_to_file(tmp_path / "other.nc", samples=40, size=16, seed=3, progress=False)
+    with pytest.raises(InputError, match=r"other\.nc: not the campaign the checkpoint's split"):
+        module(other).load_state_dict(state)
+    old = {k: v for k, v in state.items() if k != "campaign_fingerprint"}  # an older checkpoint
+    b = module(other)
+    b.load_state_dict(old)
+    assert np.array_equal(b.splits["test"], state["split_test"])
+
+
 def test_predict_serves_every_sample_in_file_order(campaign: Path) -> None:
     dm = module(campaign)
     dm.setup("predict")

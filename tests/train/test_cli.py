@@ -19,7 +19,7 @@ import xarray as xr
 import yaml
 
 import data.campaign as campaign
-from data.campaign import open_campaign
+from data.campaign import open_campaign, write_campaign
 from data.datamodule import split_indices
 from surrogate import load_model
 from surrogate.module import SurrogateModule
@@ -272,6 +272,21 @@ def test_test_uses_the_checkpoint_split(fitted: Run, smoke: Path, tmp_path: Path
     test_idx = json.loads((fitted.version / "split.json").read_text())["test"]
     with open_campaign(fitted.campaign) as ds:
         np.testing.assert_array_equal(saved["simulated"], ds.max_vorticity.values[test_idx])
+
+
+def test_test_refuses_the_checkpoint_split_on_another_campaign(
+    fitted: Run, smoke: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The recorded test indices would pick other designs of another campaign of the same grid."""
+    with open_campaign(fitted.campaign) as ds:
+        other = write_campaign(ds.isel(sample=slice(None, None, -1)).load(), tmp_path / "rev.nc")
+    run_dir = tmp_path / "run"
+    args = fit_args(smoke, other, run_dir, "--ckpt_path", str(fitted.best))
+    assert main(["test", *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert "rev.nc: not the campaign" in err[0]
+    assert "Traceback" not in err[0]
 
 
 # --- resume -------------------------------------------------------------------------------

@@ -281,3 +281,17 @@ def test_evaluate_writes_layers_csv_only_with_ground_truth(
     (stale / "layers.csv").write_text("earlier")
     assert main(evaluate_args(checkpoint, campaign_file, stale, *quick)) == 2
     assert (stale / "layers.csv").read_text() == "earlier"
+
+
+def test_a_recorded_split_is_refused_on_another_campaign(
+    checkpoint: Path, campaign_ds: xr.Dataset, tmp_path: Path, error_line
+) -> None:
+    """Same grid, other designs: `--samples test` would pick the wrong ones; indices work."""
+    from data.campaign import write_campaign
+
+    shuffled = campaign_ds.isel(sample=np.roll(np.arange(campaign_ds.sizes["sample"]), 1))
+    other = write_campaign(shuffled, tmp_path / "reordered.nc")
+    assert run(checkpoint, other, tmp_path / "maps.nc", "--samples", "test") == 2
+    error_line("reordered.nc: not the campaign", str(checkpoint))
+    assert not (tmp_path / "maps.nc").exists()
+    assert run(checkpoint, other, tmp_path / "maps.nc", "--samples", "0:3") == 0
