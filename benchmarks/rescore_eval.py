@@ -61,8 +61,10 @@ def main() -> None:
     header = text[: text.index("| method |")]
     (folder / "scores.md").write_text(header + markdown_table(ev, rec) + "\n")
     summary.update(
-        recommendation=rec.method, ranking=rec.ranking, rejected=rec.rejected, notes=rec.notes
-    )
+        recommendation=rec.method, candidate=rec.method, ranking=rec.ranking,
+        rejected=rec.rejected, notes=[*rec.notes, "rescored: the bootstrap was not re-run"],
+        bootstrap_wins={},  # the run's shares came from the old rule; not recomputed here
+    )  # fmt: skip
     (folder / "summary.json").write_text(json.dumps(summary, indent=2, default=float) + "\n")
     print(markdown_table(ev, rec))
 
