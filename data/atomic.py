@@ -15,14 +15,19 @@ def check_outputs(
     overwrite: bool,
     new_folder: bool = False,
     error: type[InputError] = InputError,
+    inputs: Iterable[str | Path] = (),
 ) -> None:
-    """Refuse, before any work, an output that exists (without ``overwrite``) or has no folder.
+    """Refuse, before any work, an output that exists (without ``overwrite``), has no folder,
+    or is one of the command's ``inputs`` (``--overwrite`` or not: it would be lost).
 
     Every command that writes files calls this once for all of them, so the refusal names
     the first file in the way and nothing has been computed yet. ``new_folder``: the command
     creates the outputs' folder itself, so it need not exist yet.
     """
+    sources = {Path(p).resolve() for p in inputs}
     for path in map(Path, paths):
+        if path.resolve() in sources:
+            raise error(f"{path}: the output is an input of this command; choose another name")
         if path.exists() and not overwrite:
             raise error(f"{path}: output file already exists; pass --overwrite to replace it")
         if not new_folder and not path.parent.is_dir():

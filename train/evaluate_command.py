@@ -143,7 +143,8 @@ def evaluate_designs(
     from surrogate.checkpoint import load_model
 
     out = Path(out)
-    check_outputs([out / name for name in OUTPUTS], overwrite, new_folder=True)
+    outputs = [out / name for name in OUTPUTS]
+    check_outputs(outputs, overwrite, new_folder=True, inputs=[checkpoint, data])
     counts = {
         "steps": steps,
         "random-permutations": random_permutations,

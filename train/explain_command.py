@@ -183,10 +183,10 @@ def explain_designs(
         raise InputError(f"{out}: --out must be a .nc file")
     if batch_size < 1 or plot_samples < 0 or ig_steps < 1:
         raise InputError("--batch-size and --ig-steps must be >= 1 and --plot-samples >= 0")
-    check_outputs([out], overwrite)
+    checkpoint, data = Path(checkpoint), Path(data)
+    check_outputs([out], overwrite, inputs=[checkpoint, data])
     from explain.api import Explainer
 
-    checkpoint, data = Path(checkpoint), Path(data)
     with open_inputs(checkpoint, data) as inputs:
         selected = inputs.select(samples)
         explainer = Explainer(

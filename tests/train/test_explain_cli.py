@@ -295,3 +295,16 @@ def test_a_recorded_split_is_refused_on_another_campaign(
     error_line("reordered.nc: not the campaign", str(checkpoint))
     assert not (tmp_path / "maps.nc").exists()
     assert run(checkpoint, other, tmp_path / "maps.nc", "--samples", "0:3") == 0
+
+
+def test_the_output_may_not_be_an_input(
+    checkpoint: Path, campaign_ds: xr.Dataset, tmp_path: Path, error_line
+) -> None:
+    """`--out` naming the campaign would replace it, `--overwrite` or not: refused up front."""
+    from data.campaign import write_campaign
+
+    data = write_campaign(campaign_ds, tmp_path / "campaign.nc")
+    before = hashlib.sha256(data.read_bytes()).hexdigest()
+    assert run(checkpoint, data, data, "--overwrite") == 2
+    error_line(str(data), "an input of this command")
+    assert hashlib.sha256(data.read_bytes()).hexdigest() == before
