@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from data.errors import InputError
 from train.inputs import load_checkpoint
 
 # --ckpt_path values that Lightning resolves itself rather than reading a file
@@ -34,10 +38,17 @@ def _lightning_cli() -> Any:
             parser.link_arguments("data.grid_shape", "model.grid_shape", apply_on="instantiate")
 
         def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
-            with warnings.catch_warnings():
-                # main() passes sys.argv[1:] on as ``args``, which Lightning would warn about
-                warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
-                super().parse_arguments(parser, args)
+            usage = io.StringIO()
+            try:
+                with warnings.catch_warnings(), contextlib.redirect_stderr(usage):
+                    # main() passes sys.argv[1:] on as ``args``, which Lightning would warn about
+                    warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+                    super().parse_arguments(parser, args)
+            except SystemExit as exc:
+                if exc.code in (0, None):  # --help, --print_config
+                    sys.stderr.write(usage.getvalue())
+                    raise
+                raise InputError(_parser_error(usage.getvalue(), args)) from None
             subcommand = self.config.get("subcommand")
             _check_inputs(self.config[subcommand] if subcommand else self.config)
 
@@ -80,6 +91,50 @@ def _lightning_cli() -> Any:
         )
 
     return build
+
+
+def _parser_error(text: str, args: Sequence[str]) -> str:
+    """jsonargparse's last ``error:`` line (after its usage dump), naming the config files."""
+    lines = [line.strip() for line in text.splitlines()]
+    starts = [i for i, line in enumerate(lines) if line.startswith("error:")]
+    # the message may go on over the next lines (e.g. which type a value should have)
+    tail = " ".join(line for line in lines[starts[-1] :] if line) if starts else ""
+    message = tail.removeprefix("error:").strip() or "invalid arguments"
+    configs = config_files(args)
+    where = f" (config {', '.join(map(str, configs))})" if configs else ""
+    return f"{message}{where}; 'surrogate {args[0] if args else 'fit'} --help' lists the options"
+
+
+def config_files(args: Sequence[str]) -> list[Path]:
+    """The files given with ``--config``, in order."""
+    files = []
+    for i, arg in enumerate(args):
+        if arg in ("--config", "-c") and i + 1 < len(args):
+            files.append(Path(args[i + 1]))
+        elif arg.startswith("--config="):
+            files.append(Path(arg.split("=", 1)[1]))
+    return files
+
+
+def check_config_files(args: Sequence[str]) -> None:
+    """Each ``--config`` file exists and is a YAML mapping; a one-line error names it otherwise."""
+    import yaml
+
+    for path in config_files(args):
+        if not path.is_file():
+            raise InputError(f"{path}: config file not found")
+        try:
+            content = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError:
+            raise InputError(f"{path}: not a text file; expected a YAML config") from None
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            at = f" at line {mark.line + 1}" if mark is not None else ""
+            raise InputError(f"{path}: not valid YAML{at}; expected a YAML config") from None
+        if content is not None and not isinstance(content, dict):
+            raise InputError(
+                f"{path}: expected a YAML mapping (key: value), got {type(content).__name__}"
+            )
 
 
 def _check_inputs(config: Any) -> None:
@@ -139,4 +194,5 @@ def keyword_checkpoint(keyword: str, run_dir: Path) -> Path:
 
 def run_lightning(args: Sequence[str], run: bool = True) -> Any:
     """Run a LightningCLI subcommand (``fit``, ``test``, ...) with ``args``."""
+    check_config_files(args)
     return _lightning_cli()(args, run=run)

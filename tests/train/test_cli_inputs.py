@@ -204,3 +204,27 @@ def test_ckpt_path_keywords_name_one_file_or_say_why(
     error_line("--ckpt_path best", "found 2 files", "best-epoch004.ckpt")
     assert main(["test", *args, "--ckpt_path", "hpc"]) == 2
     error_line("--ckpt_path hpc", "not supported")
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (None, "config file not found"),
+        (b"\xed\x9f\x00binary", "not a text file"),
+        (b"model: [1, 2\n", "not valid YAML at line 2"),
+        (b"- a list\n", "expected a YAML mapping"),
+        (b"model:\n  lrr: 0.1\n", "does not accept option 'model.lrr'"),
+        (b"model:\n  lr: abc\n", "Got value: abc"),
+    ],
+    ids=["missing", "binary", "broken-yaml", "not-a-mapping", "unknown-key", "wrong-type"],
+)
+def test_bad_config_files_are_one_line_naming_the_file(
+    content: bytes | None, expected: str, tmp_path: Path, error_line: Callable[..., str]
+) -> None:
+    config = tmp_path / "config.yaml"
+    if content is not None:
+        config.write_bytes(content)
+    run_dir = tmp_path / "run"
+    assert main(["fit", "--config", str(config), "--run_dir", str(run_dir)]) == 2
+    error_line("surrogate fit: error:", str(config), expected)
+    assert not run_dir.exists()
