@@ -11,7 +11,8 @@ from pathlib import Path
 from data.errors import InputError
 from explain.evaluation import table as keys
 from explain.references import REFERENCES
-from train.inputs import positive_int
+from train.inputs import OneLineParser, bounded_int, positive_int
+from train.simulate_command import MAX_SIZE
 
 NULL_REFERENCES = tuple(REFERENCES)
 
@@ -20,14 +21,14 @@ DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
 
 
 def demo_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="surrogate demo",
         description="End to end on a small simulated campaign: simulate, train, test, explain, "
         "plot.",
     )
     parser.add_argument("--out", type=Path, default=Path("demo-out"), help="output folder")
     parser.add_argument("--samples", type=positive_int, default=3000, help="campaign size")
-    parser.add_argument("--size", type=positive_int, default=64, help="patch size N")
+    parser.add_argument("--size", type=bounded_int(8, MAX_SIZE), default=64, help="patch size N")
     parser.add_argument(
         "--epochs", type=positive_int, default=None, help="training epochs (default: the config's)"
     )

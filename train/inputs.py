@@ -23,6 +23,30 @@ from data.errors import InputError
 SPLITS = ("train", "val", "test")
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose errors are :class:`InputError`: one line from ``main``, exit 2,
+    instead of argparse's usage dump (``--help`` still shows the usage)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise InputError(f"{message}; '{self.prog} --help' lists the options")
+
+
+def bounded_int(low: int, high: int | None = None):
+    """argparse type: an integer in ``[low, high]``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            bounds = f">= {low}" if high is None else f"between {low} and {high}"
+            raise argparse.ArgumentTypeError(f"expected an integer {bounds}, got {text}")
+        return value
+
+    return parse
+
+
 def options_parser(
     prog: str, description: str, epilog: str | None = None
 ) -> argparse.ArgumentParser:
@@ -32,19 +56,14 @@ def options_parser(
     default is stated once, in that function's signature (the help text repeats it).
     The checkpoint option every such command takes is added here.
     """
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog=prog, description=description, epilog=epilog, argument_default=argparse.SUPPRESS
     )
     parser.add_argument("--checkpoint", type=Path, required=True, help="a 'surrogate fit' .ckpt")
     return parser
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text}")
-    return value
+positive_int = bounded_int(1)  # argparse type: an integer >= 1
 
 
 def split_names(values: Sequence[str]) -> list[str]:

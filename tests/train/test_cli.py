@@ -159,13 +159,25 @@ def test_simulate_missing_output_folder(tmp_path: Path, error_line) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-def test_simulate_bad_argument_is_a_usage_error(tmp_path: Path, capsys) -> None:
-    with pytest.raises(SystemExit) as exc:
-        main(["simulate", "--samples", "0", "--out", str(tmp_path / "c.nc")])
-    assert exc.value.code == 2
-    err = capsys.readouterr().err
-    assert "expected an integer >= 1" in err
-    assert "Traceback" not in err
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--samples", "0"], "argument --samples: expected an integer >= 1, got 0"),
+        (["--samples", "abc"], "argument --samples: expected an integer, got 'abc'"),
+        (["--size", "2"], "argument --size: expected an integer between 8 and 1024, got 2"),
+        (["--seed", "-1"], "argument --seed: expected an integer >= 0, got -1"),
+        (["--samples", "1000000000"], "GiB free in"),
+    ],
+    ids=["samples", "not-a-number", "size", "seed", "too-large-for-the-disk"],
+)
+def test_simulate_bad_argument_is_one_line(
+    args: list[str], expected: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["simulate", *args, "--out", str(tmp_path / "c.nc")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert expected in err[0]
+    assert list(tmp_path.iterdir()) == []
 
 
 def _fail_after_first_chunk(monkeypatch: pytest.MonkeyPatch, exc: BaseException) -> None:
