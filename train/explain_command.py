@@ -140,7 +140,7 @@ def explain_command(args: Sequence[str]) -> int:
     """Run ``surrogate explain`` from command-line arguments; returns the exit status."""
     opts = vars(explain_parser().parse_args(args))
     if opts.pop("list_layers", False):
-        model, _ = load_checkpoint(opts["checkpoint"])
+        model, _, _ = load_checkpoint(opts["checkpoint"])
         shape = tuple(int(n) for n in getattr(model, "grid_shape", (0, 0)))
         list_layers(model, shape, *input_cell_size(shape, opts.get("data")))
         return 0

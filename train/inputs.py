@@ -142,12 +142,18 @@ class Inputs:
         return parse_samples(text, self.campaign.sizes["sample"], self.splits, flag)
 
 
-def load_checkpoint(path: Path) -> tuple[object, dict[str, list[int]]]:
-    """The surrogate of a ``surrogate fit`` checkpoint and its recorded split."""
-    from surrogate.checkpoint import checkpoint_splits, model_from_checkpoint, read_checkpoint
+def load_checkpoint(path: Path) -> tuple[object, dict[str, list[int]], str | None]:
+    """The surrogate of a ``surrogate fit`` checkpoint, its recorded split, and the fingerprint
+    of the campaign that split indexes (``None`` where the checkpoint predates it)."""
+    from surrogate.checkpoint import (
+        checkpoint_fingerprint,
+        checkpoint_splits,
+        model_from_checkpoint,
+        read_checkpoint,
+    )
 
     ckpt = read_checkpoint(path)
-    return model_from_checkpoint(ckpt, path), checkpoint_splits(ckpt)
+    return model_from_checkpoint(ckpt, path), checkpoint_splits(ckpt), checkpoint_fingerprint(ckpt)
 
 
 def check_grid(model: object, shape: tuple[int, int], data: Path, checkpoint: Path) -> None:
@@ -164,22 +170,14 @@ def check_grid(model: object, shape: tuple[int, int], data: Path, checkpoint: Pa
 def open_inputs(checkpoint: Path, data: Path) -> Iterator[Inputs]:
     """Open a checkpoint and a campaign, grid checked; the campaign is closed on exit."""
     from data.campaign import open_campaign
-    from surrogate.checkpoint import (
-        checkpoint_fingerprint,
-        checkpoint_splits,
-        model_from_checkpoint,
-        read_checkpoint,
-    )
 
-    ckpt = read_checkpoint(checkpoint)
-    model, splits = model_from_checkpoint(ckpt, checkpoint), checkpoint_splits(ckpt)
+    model, splits, fingerprint = load_checkpoint(checkpoint)
     campaign = open_campaign(data)
     try:
         shape = (campaign.sizes["y"], campaign.sizes["x"])
         check_grid(model, shape, data, checkpoint)
         yield Inputs(
-            model, splits, campaign, shape, Path(data), Path(checkpoint),
-            checkpoint_fingerprint(ckpt),
+            model, splits, campaign, shape, Path(data), Path(checkpoint), fingerprint,
         )  # fmt: skip
     finally:
         campaign.close()

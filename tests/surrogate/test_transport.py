@@ -74,6 +74,18 @@ def test_monotone_head_never_decreases_and_keeps_the_attribution_sign() -> None:
         peaks = torch.rand(256, 2, dtype=torch.float64).mul(6).requires_grad_(True)
         (grad,) = torch.autograd.grad(head(peaks).sum(), peaks)
         assert (grad >= 0).all()
+        assert (grad > 0).float().mean() > 0.5  # increasing, not flat
+    # by hand: b + softplus(v) . tanh(softplus(W) p + c)
+    with torch.no_grad():
+        head.weight.copy_(torch.tensor([[0.0, 1.0]] * 8, dtype=torch.float64))
+        head.bias.fill_(0.5)
+        head.slope.fill_(2.0)
+        head.offset.fill_(-1.0)
+    p = torch.tensor([[1.0, 2.0]], dtype=torch.float64)
+    sp = torch.nn.functional.softplus
+    inner = torch.tanh(sp(torch.tensor(0.0)) * 1.0 + sp(torch.tensor(1.0)) * 2.0 + 0.5)
+    expected = -1.0 + 8 * float(sp(torch.tensor(2.0))) * float(inner)
+    torch.testing.assert_close(head(p), torch.tensor([[expected]], dtype=torch.float64))
     net = TransportNet(**SMALL, tau=0.0, even=True, source=True, kernel="marching", monotone=True)
     net = net.double()
     x = torch.randn(3, 1, 16, 16, dtype=torch.float64)
