@@ -21,7 +21,7 @@ import numpy as np
 import xarray as xr
 from tqdm import tqdm
 
-from data.atomic import atomic_path, check_outputs
+from data.atomic import atomic_path, check_outputs, check_space
 from data.errors import CampaignError
 from data.physics import PhysicsParams
 from data.simulator import SimulationChunk, simulate_chunks
@@ -257,6 +257,10 @@ def simulate_to_file(
     path = Path(path)
     params = _resolve_params(size, params)
     _check_counts(samples, chunk_size)
+    check_outputs([path], overwrite, error=CampaignError)
+    # the two per-cell float32 fields (roughness, contribution) dominate the file
+    what = f"a campaign of {samples} samples of {params.size}x{params.size}"
+    check_space(path, 2 * 4 * samples * params.size**2, what)
     with _atomic_output(path, overwrite) as tmp, h5netcdf.File(tmp, "w") as f:
         variables = _create_layout(f, samples, params, seed)
         for start, arrays in _chunks(params, samples, seed, chunk_size, progress):
@@ -291,6 +295,8 @@ def write_campaign(ds: xr.Dataset, path: str | os.PathLike[str], overwrite: bool
         if var.dtype.kind == "f" and "_FillValue" not in kept:
             kept["_FillValue"] = None
         encoding[name] = kept
+    check_outputs([path], overwrite, error=CampaignError)
+    check_space(path, ds.nbytes, f"a campaign of {ds.sizes.get('sample', 0)} samples")
     with _atomic_output(path, overwrite) as tmp:
         ds.to_netcdf(tmp, engine="h5netcdf", encoding=encoding)
     return path

@@ -5,14 +5,18 @@ others are plain functions of their own modules, imported only when called so th
 ``surrogate simulate`` starts fast.
 
 Every subcommand turns bad input (:class:`data.errors.InputError`) into one line on
-stderr and exit status 2, without a traceback.
+stderr and exit status 2, without a traceback; an output that cannot be written (full disk,
+no permission) into one line and status 1; Ctrl-C into status 130 with no output left
+half-written.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Sequence
 
+from data.atomic import OutputError, ignore_file_size_signal
 from data.errors import InputError
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
@@ -74,6 +78,7 @@ def main(args: Sequence[str] | None = None) -> int:
         print(OVERVIEW, end="")
         return 0 if argv else 2
     command = argv[0]
+    ignore_file_size_signal()
     try:
         if command in COMMANDS:
             return COMMANDS[command](argv[1:])
@@ -82,12 +87,24 @@ def main(args: Sequence[str] | None = None) -> int:
 
             run_lightning(argv)
             return 0
+    except OutputError as exc:
+        print(f"surrogate {command}: error: {exc}", file=sys.stderr)
+        if exc.broken_file:
+            # HDF5 cannot close a file whose writes failed; its clean-up at exit crashes
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(1)
+        return 1
     except InputError as exc:
         print(f"surrogate {command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"surrogate {command}: interrupted", file=sys.stderr)
+        print(f"surrogate {command}: interrupted; outputs left as they were", file=sys.stderr)
         return 130
+    except OSError as exc:  # the environment, not the input: unreadable, unwritable, gone
+        name = f"{exc.filename}: " if exc.filename else ""
+        print(f"surrogate {command}: error: {name}{exc.strerror or exc}", file=sys.stderr)
+        return 1
     print(
         f"surrogate: error: unknown command {command!r}; choose from "
         f"{', '.join([*COMMANDS, *LIGHTNING_COMMANDS])}",

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from data.errors import InputError
 from train.inputs import OneLineParser, bounded_int, positive_int
 
 MAX_SIZE = 1024  # cells a side; the kernel is built on an 8N-point spanwise grid
@@ -39,7 +37,6 @@ def simulate_command(args: Sequence[str]) -> int:
     from data.campaign import simulate_to_file
 
     opts = simulate_parser().parse_args(args)
-    check_space(opts.out, opts.samples, opts.size)
     start = time.perf_counter()
     path = simulate_to_file(
         opts.out,
@@ -55,19 +52,3 @@ def simulate_command(args: Sequence[str]) -> int:
         f"in {time.perf_counter() - start:.1f} s"
     )
     return 0
-
-
-def check_space(out: Path, samples: int, size: int) -> None:
-    """Refuse up front a campaign larger than the free space of ``out``'s folder.
-
-    Estimate: the two per-cell float32 fields (roughness, contribution) dominate; the
-    per-sample scalars and the coordinates are a rounding error next to them.
-    """
-    need = 2 * 4 * samples * size * size
-    folder = out.parent if out.parent.is_dir() else Path(".")
-    free = shutil.disk_usage(folder).free
-    if need > free:
-        raise InputError(
-            f"{out}: {samples} samples of {size}x{size} need about {need / 2**30:.1f} GiB; "
-            f"{free / 2**30:.1f} GiB free in {folder}"
-        )
