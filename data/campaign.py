@@ -350,13 +350,47 @@ def _check_sizes(ds: xr.Dataset, label: str) -> None:
             )
 
 
-def _check_finite(ds: xr.Dataset, label: str, name: str) -> None:
-    """Read ``name`` in sample blocks (bounded memory) and reject NaN or Inf."""
+def _check_coordinates(ds: xr.Dataset, label: str) -> None:
+    """``y`` and ``x``, where present: finite, strictly increasing cell centres with one
+    spacing (the schema's grid of equal cells); ``sample``: unique ids."""
+    for dim in ("y", "x"):
+        if dim not in ds.coords:
+            continue
+        values = np.asarray(ds[dim].values, dtype=np.float64)
+        if values.ndim != 1 or not np.isfinite(values).all():
+            raise CampaignError(
+                f"{label}: coordinate '{dim}' has NaN or Inf values; expected finite cell "
+                "centres in delta"
+            )
+        steps = np.diff(values)
+        if steps.size and not (steps > 0).all():
+            raise CampaignError(
+                f"{label}: coordinate '{dim}' is not strictly increasing (first break after index "
+                f"{int(np.argmax(steps <= 0))}); expected cell centres in increasing order"
+            )
+        if steps.size and np.ptp(steps) > 1e-6 * abs(float(steps.mean())):
+            raise CampaignError(
+                f"{label}: coordinate '{dim}' is not uniformly spaced (spacing {steps.min():.6g} "
+                f"to {steps.max():.6g} delta); expected equal cells"
+            )
+    if "sample" in ds.coords and ds.sizes["sample"] > 1:
+        ids = np.asarray(ds["sample"].values)
+        if np.unique(ids).size != ids.size:
+            raise CampaignError(f"{label}: coordinate 'sample' repeats ids; expected unique ids")
+
+
+def _check_finite(ds: xr.Dataset, label: str, name: str, samples: np.ndarray | None = None) -> None:
+    """Read ``name`` in sample blocks (bounded memory) and reject NaN or Inf; ``samples``:
+    only those sample indices (a command that reads a few designs checks only them)."""
     var = ds[name]
+    ids = np.arange(var.sizes["sample"]) if samples is None else np.asarray(samples)
     step = max(1, _BLOCK_VALUES // max(1, int(np.prod(var.shape[1:]))))
-    for start in range(0, var.sizes["sample"], step):
+    for start in range(0, len(ids), step):
+        chunk = ids[start : start + step]
+        contiguous = chunk[-1] - chunk[0] + 1 == len(chunk)
+        where = slice(int(chunk[0]), int(chunk[-1]) + 1) if contiguous else chunk
         try:
-            block = var.isel(sample=slice(start, start + step)).values
+            block = var.isel(sample=where).values
         except (OSError, ValueError, RuntimeError) as exc:
             raise CampaignError(
                 f"{label}: variable '{name}' cannot be read ({_one_line(exc)}); "
@@ -364,7 +398,7 @@ def _check_finite(ds: xr.Dataset, label: str, name: str) -> None:
             ) from exc
         finite = np.isfinite(block).reshape(len(block), -1).all(axis=1)
         if not finite.all():
-            bad = start + int(np.argmin(finite))
+            bad = int(chunk[int(np.argmin(finite))])
             raise CampaignError(
                 f"{label}: variable '{name}' has NaN or Inf values (first at sample index {bad}); "
                 "expected finite values"
@@ -372,7 +406,10 @@ def _check_finite(ds: xr.Dataset, label: str, name: str) -> None:
 
 
 def validate_campaign(
-    ds: xr.Dataset, label: str, raw_shapes: dict[str, tuple[int, ...]] | None = None
+    ds: xr.Dataset,
+    label: str,
+    raw_shapes: dict[str, tuple[int, ...]] | None = None,
+    check_values: bool = True,
 ) -> None:
     """Check ``ds`` against the schema; ``label`` (usually the file name) starts each message.
 
@@ -380,6 +417,8 @@ def validate_campaign(
         ds: Campaign Dataset, lazy or loaded.
         label: Prefix of the error messages, e.g. the file path.
         raw_shapes: Stored shapes per variable, to catch lengths that the reader padded.
+        check_values: Read every value to reject NaN/Inf; ``False`` leaves the per-cell
+            fields to :func:`check_samples`, for a command that reads only some designs.
 
     Raises:
         CampaignError: One-line message naming ``label``, the variable and the expectation.
@@ -394,21 +433,34 @@ def validate_campaign(
         if name in ds.variables:
             _check_variable(ds, label, name, raw_shapes.get(name))
     _check_sizes(ds, label)
-    for name in FINITE:
-        if name in ds.variables:
+    _check_coordinates(ds, label)
+    for name in FINITE:  # per-design scalars are always read: one value per design
+        if name in ds.variables and (check_values or ds[name].ndim == 1):
             _check_finite(ds, label, name)
 
 
-def open_campaign(path: str | os.PathLike[str]) -> xr.Dataset:
+def check_samples(ds: xr.Dataset, samples: np.ndarray, label: str | None = None) -> None:
+    """Reject NaN/Inf in the designs ``samples`` of a campaign opened with
+    ``open_campaign(..., check_values=False)``: only those designs are read."""
+    label = label or ds.encoding.get("source", "campaign")
+    for name in FINITE:
+        if name in ds.variables:
+            _check_finite(ds, label, name, np.sort(np.asarray(samples)))
+
+
+def open_campaign(path: str | os.PathLike[str], check_values: bool = True) -> xr.Dataset:
     """Open a campaign lazily (engine h5netcdf) and validate it against the schema.
 
     Finiteness is checked by reading the data in sample blocks, so memory stays bounded;
-    the returned Dataset is still lazy. ``ds.encoding["source"]`` holds the path.
+    the returned Dataset is still lazy. ``ds.encoding["source"]`` holds the path. With
+    ``check_values=False`` no design is read (the structure, sizes and coordinates are still
+    checked); call :func:`check_samples` on the designs that will be used.
 
     Raises:
         CampaignError: The file is missing, unreadable, truncated, or breaks the schema:
             missing variable, wrong dims or dtype, mismatched lengths, no samples, a grid
-            smaller than 4 cells, or NaN/Inf values. The message is one line.
+            smaller than 4 cells, coordinates that are not finite, increasing and equally
+            spaced, repeated sample ids, or NaN/Inf values. The message is one line.
     """
     path = Path(path)
     raw_shapes = _raw_shapes(path)
@@ -420,7 +472,7 @@ def open_campaign(path: str | os.PathLike[str]) -> xr.Dataset:
             "expected variables 'roughness' and 'max_vorticity' sharing dimension 'sample'"
         ) from exc
     try:
-        validate_campaign(ds, str(path), raw_shapes)
+        validate_campaign(ds, str(path), raw_shapes, check_values)
     except BaseException:
         ds.close()
         raise

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data.campaign import check_split_campaign
+from data.campaign import check_samples, check_split_campaign
 from data.errors import InputError
 
 SPLITS = ("train", "val", "test")
@@ -134,12 +134,15 @@ class Inputs:
     checkpoint: Path | None = None
     fingerprint: str | None = None  # of the campaign the checkpoint's split indexes
 
-    def select(self, text: str, flag: str = "--samples") -> np.ndarray:
-        """Sample indices of the campaign selected by ``text`` (see :func:`parse_samples`);
-        a recorded split only on the campaign it was drawn from."""
+    def select(self, text: str, flag: str = "--samples", limit: int | None = None) -> np.ndarray:
+        """Sample indices of the campaign selected by ``text`` (see :func:`parse_samples`),
+        the first ``limit`` of them where given; a recorded split only on the campaign it was
+        drawn from. The selected designs are read once, to reject NaN/Inf."""
         if text in self.splits and self.data is not None:
             check_split_campaign(self.fingerprint, self.data, f"checkpoint {self.checkpoint}")
-        return parse_samples(text, self.campaign.sizes["sample"], self.splits, flag)
+        ids = parse_samples(text, self.campaign.sizes["sample"], self.splits, flag)[:limit]
+        check_samples(self.campaign, ids, str(self.data or "campaign"))  # reads only these
+        return ids
 
 
 def load_checkpoint(path: Path) -> tuple[object, dict[str, list[int]], str | None]:
@@ -168,11 +171,14 @@ def check_grid(model: object, shape: tuple[int, int], data: Path, checkpoint: Pa
 
 @contextlib.contextmanager
 def open_inputs(checkpoint: Path, data: Path) -> Iterator[Inputs]:
-    """Open a checkpoint and a campaign, grid checked; the campaign is closed on exit."""
+    """Open a checkpoint and a campaign, grid checked; the campaign is closed on exit.
+
+    No design is read here: :meth:`Inputs.select` checks the designs it selects, so
+    ``--samples 4`` reads four designs of a campaign of any size."""
     from data.campaign import open_campaign
 
     model, splits, fingerprint = load_checkpoint(checkpoint)
-    campaign = open_campaign(data)
+    campaign = open_campaign(data, check_values=False)  # designs are checked as selected
     try:
         shape = (campaign.sizes["y"], campaign.sizes["x"])
         check_grid(model, shape, data, checkpoint)

@@ -74,6 +74,28 @@ BAD_CAMPAIGNS: dict[str, tuple[Callable[[xr.Dataset, Path, Path], Path], str]] =
         lambda ds, good, path: _write(ds.transpose("sample", "x", "y"), path),
         "('sample', 'y', 'x')",
     ),
+    "reversed-x": (
+        lambda ds, good, path: _write(ds.assign_coords(x=ds.x.values[::-1]), path),
+        "coordinate 'x' is not strictly increasing",
+    ),
+    "nan-y": (
+        lambda ds, good, path: _write(
+            ds.assign_coords(y=np.where(ds.y == ds.y[2], np.nan, ds.y)), path
+        ),
+        "coordinate 'y' has NaN",
+    ),
+    "uneven-x": (
+        lambda ds, good, path: _write(
+            ds.assign_coords(x=np.r_[ds.x.values[:-1], ds.x.values[-1] + 1]), path
+        ),
+        "coordinate 'x' is not uniformly spaced",
+    ),
+    "repeated-sample-ids": (
+        lambda ds, good, path: _write(
+            ds.assign_coords(sample=np.zeros(ds.sizes["sample"], "i8")), path
+        ),
+        "coordinate 'sample' repeats ids",
+    ),
 }
 
 
