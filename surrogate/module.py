@@ -124,3 +124,11 @@ class SurrogateModule(L.LightningModule):
             total_steps=int(self.trainer.estimated_stepping_batches),
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Resuming with another ``max_epochs``: keep the steps taken, but the one-cycle
+        schedule just built for the new total, instead of the saved one, which ends at the
+        old total (and would refuse to step past it)."""
+        for state in checkpoint.get("lr_schedulers", []):
+            for key in ("total_steps", "_schedule_phases"):
+                state.pop(key, None)
