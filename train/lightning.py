@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +17,55 @@ from train.inputs import load_checkpoint
 # --ckpt_path values that Lightning resolves itself rather than reading a file
 CKPT_PATH_KEYWORDS = ("best", "last", "hpc", "registry")
 
+# Lightning's lines that say nothing about this run: hardware it did not find, adverts
+QUIET_LOG_PREFIXES = (
+    "GPU available",
+    "TPU available",
+    "HPU available",
+    "\N{ELECTRIC LIGHT BULB} Tip:",
+    "Loading `train_dataloader` to estimate",
+)
+# ... and its warnings that are harmless here: the campaign is served from memory (workers
+# would not help), epochs of a small campaign are shorter than the logging interval, a
+# deprecation inside Lightning itself, and a checkpoint folder we resume or --overwrite
+QUIET_WARNINGS = (
+    r".*does not have many workers",
+    r"The number of training batches \(\d+\) is smaller than the logging interval",
+    r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+    r"Checkpoint directory .* exists and is not empty",
+)
+LIGHTNING_LOGGERS = (
+    "lightning.pytorch.utilities.rank_zero",
+    "lightning.fabric.utilities.rank_zero",
+)
+
+
+class _DropMessages(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(QUIET_LOG_PREFIXES)
+
+
+@contextlib.contextmanager
+def quiet_lightning() -> Iterator[None]:
+    """Leave progress and results on the terminal, not Lightning's known noise (restored on
+    exit; other warnings and messages still show)."""
+    drop = _DropMessages()
+    loggers = [logging.getLogger(name) for name in LIGHTNING_LOGGERS]
+    with warnings.catch_warnings():
+        for pattern in QUIET_WARNINGS:
+            warnings.filterwarnings("ignore", message=pattern)
+        for logger in loggers:
+            logger.addFilter(drop)
+        try:
+            yield
+        finally:
+            for logger in loggers:
+                logger.removeFilter(drop)
+
 
 def _lightning_cli() -> Any:
     """The LightningCLI subclass; imported lazily so ``simulate`` starts fast."""
+    from jsonargparse import ActionYesNo
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
     from lightning.pytorch.loggers import CSVLogger
@@ -35,6 +82,15 @@ def _lightning_cli() -> Any:
                 default="runs/default",
                 help="folder for checkpoints/, logs and the resolved config",
             )
+            parser.add_argument(
+                "--overwrite",
+                action=ActionYesNo,
+                default=False,
+                help="fit only: train afresh in a --run_dir that already holds a run; its "
+                "checkpoints/*.ckpt are deleted when training starts (after every input check), "
+                "its version_* logs are kept and the new run logs to the next version_N. "
+                "Without it, fit refuses such a folder unless --ckpt_path resumes the run",
+            )
             parser.link_arguments("data.grid_shape", "model.grid_shape", apply_on="instantiate")
 
         def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
@@ -50,11 +106,22 @@ def _lightning_cli() -> Any:
                     raise
                 raise InputError(_parser_error(usage.getvalue(), args)) from None
             subcommand = self.config.get("subcommand")
-            _check_inputs(self.config[subcommand] if subcommand else self.config)
+            _check_inputs(self.config[subcommand] if subcommand else self.config, subcommand)
+
+        def before_fit(self) -> None:
+            if self._get(self.config, "overwrite"):
+                remove_checkpoints(Path(self._get(self.config, "run_dir")))
 
         def instantiate_trainer(self, **kwargs: Any) -> Any:
             run_dir = Path(self._get(self.config, "run_dir"))
-            kwargs.setdefault("logger", CSVLogger(save_dir=str(run_dir), name=""))
+            trainer_config = self._get(self.config_init, "trainer", default={})
+            # a logger the user set (an instance, or false for none) is kept; not set (None)
+            # or true: a CSVLogger in the run folder. The default root is the run folder too,
+            # so that without a logger trainer.log_dir, where the run files go, is still there
+            if trainer_config.get("logger") in (None, True):
+                kwargs["logger"] = CSVLogger(save_dir=str(run_dir), name="")
+            if trainer_config.get("default_root_dir") is None:
+                kwargs["default_root_dir"] = str(run_dir)
             trainer = super().instantiate_trainer(**kwargs)
             for callback in trainer.checkpoint_callbacks:
                 if callback.dirpath is None:
@@ -77,6 +144,8 @@ def _lightning_cli() -> Any:
         "accelerator": "auto",
         "devices": 1,
         "log_every_n_steps": 20,
+        # the summary of a network this small is one number, and its FLOPs column reads 0
+        "enable_model_summary": False,
     }
 
     def build(args: Sequence[str], run: bool = True) -> Any:
@@ -137,8 +206,9 @@ def check_config_files(args: Sequence[str]) -> None:
             )
 
 
-def _check_inputs(config: Any) -> None:
-    """Raise :class:`InputError` for a missing or damaged campaign or ``--ckpt_path`` file.
+def _check_inputs(config: Any, subcommand: str | None = None) -> None:
+    """Raise :class:`InputError` for a missing or damaged campaign or ``--ckpt_path`` file,
+    a checkpoint that does not fit the campaign, or a fit that would replace another run.
 
     Runs right after parsing, before Lightning logs anything: LightningCLI then reads
     ``--ckpt_path`` with ``torch.load`` and the ``grid_shape`` link reads the campaign with
@@ -148,14 +218,18 @@ def _check_inputs(config: Any) -> None:
     from data.errors import CampaignError
 
     path = Path(config.get("data.path"))
+    grid = None
     if path.exists():
-        open_campaign(path).close()
+        with open_campaign(path) as ds:
+            grid = (ds.sizes["y"], ds.sizes["x"])
     elif config.get("data.simulate_samples") is None:
         raise CampaignError(
             f"{path}: campaign file not found (give an existing file, or set "
             "--data.simulate_samples to generate one)"
         )
     ckpt_path = config.get("ckpt_path")
+    if subcommand == "fit":
+        _check_run_dir(Path(config.get("run_dir")), ckpt_path, bool(config.get("overwrite")))
     if ckpt_path is None:
         return
     if ckpt_path in CKPT_PATH_KEYWORDS:
@@ -164,9 +238,68 @@ def _check_inputs(config: Any) -> None:
         # weights_only, which ran pickled code before torch 2.6
         ckpt_path = str(keyword_checkpoint(ckpt_path, Path(config.get("run_dir"))))
         config["ckpt_path"] = ckpt_path
-    load_checkpoint(Path(ckpt_path))
+    # predict serves every sample of the campaign: the recorded split is not used there
+    _check_checkpoint(Path(ckpt_path), path, grid, split=subcommand != "predict")
+    if subcommand == "fit":
+        _check_epochs_left(Path(ckpt_path), config.get("trainer.max_epochs"))
     if "weights_only" in config:
         config["weights_only"] = True  # and Lightning reads it with weights_only=True too
+
+
+def _check_checkpoint(
+    ckpt_path: Path, data: Path, grid: tuple[int, int] | None, split: bool = True
+) -> None:
+    """The checkpoint loads safely; when the campaign exists, it has the model's grid and,
+    where the split is used (``split``), is the campaign the checkpoint's split was drawn
+    from: the data module restores that split with the checkpoint."""
+    from data.campaign import check_split_campaign
+    from train.inputs import check_grid
+
+    model, _, fingerprint = load_checkpoint(ckpt_path)
+    if grid is not None:
+        check_grid(model, grid, data, ckpt_path)
+        if split:
+            check_split_campaign(fingerprint, data, f"checkpoint {ckpt_path}")
+
+
+def _check_run_dir(run_dir: Path, ckpt_path: str | None, overwrite: bool) -> None:
+    """``fit`` into a folder that already holds a run resumes it or says so with --overwrite;
+    otherwise its last.ckpt, the resume point, would be replaced without a word."""
+    if overwrite and ckpt_path is not None:
+        raise InputError(
+            f"--overwrite with --ckpt_path {ckpt_path}: choose one (resuming keeps the "
+            f"checkpoints in {run_dir / 'checkpoints'}, --overwrite deletes them)"
+        )
+    held = sorted((run_dir / "checkpoints").glob("*.ckpt")) + sorted(run_dir.glob("version_*"))
+    if held and ckpt_path is None and not overwrite:
+        names = ", ".join(str(p.relative_to(run_dir)) for p in held[:3])
+        raise InputError(
+            f"--run_dir {run_dir}: already holds a run ({names}{', ...' if held[3:] else ''}); "
+            "resume it with --ckpt_path last, train afresh there with --overwrite (deletes its "
+            "checkpoints), or give another --run_dir"
+        )
+
+
+def _check_epochs_left(ckpt_path: Path, max_epochs: int | None) -> None:
+    """Resuming a checkpoint that has already trained ``max_epochs`` epochs would do nothing."""
+    from surrogate.checkpoint import read_checkpoint
+
+    if max_epochs is None or max_epochs < 0:
+        return
+    ckpt = read_checkpoint(ckpt_path)
+    progress = ckpt.get("loops", {}).get("fit_loop", {}).get("epoch_progress", {})
+    done = progress.get("current", {}).get("processed", int(ckpt.get("epoch", -1)) + 1)
+    if done >= max_epochs:
+        raise InputError(
+            f"--trainer.max_epochs {max_epochs}: checkpoint {ckpt_path} has already trained "
+            f"{done} epochs, so resuming it would train none; give a larger --trainer.max_epochs"
+        )
+
+
+def remove_checkpoints(run_dir: Path) -> None:
+    """Delete the ``*.ckpt`` files of ``run_dir/checkpoints`` (a fit there with --overwrite)."""
+    for path in (run_dir / "checkpoints").glob("*.ckpt"):
+        path.unlink()
 
 
 def keyword_checkpoint(keyword: str, run_dir: Path) -> Path:
@@ -195,4 +328,5 @@ def keyword_checkpoint(keyword: str, run_dir: Path) -> Path:
 def run_lightning(args: Sequence[str], run: bool = True) -> Any:
     """Run a LightningCLI subcommand (``fit``, ``test``, ...) with ``args``."""
     check_config_files(args)
-    return _lightning_cli()(args, run=run)
+    with quiet_lightning():
+        return _lightning_cli()(args, run=run)
