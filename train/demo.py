@@ -36,29 +36,67 @@ def demo_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--plot-samples", type=positive_int, default=4, help="held-out designs to plot (default 4)"
     )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="redo the demo in an --out that is not empty: its campaign is reused when it has "
+        "these --samples, --size and --seed (else simulated again), its run's checkpoints are "
+        "deleted, and the new run logs to the next run/version_N",
+    )
     return parser
+
+
+def check_out(out: Path, overwrite: bool) -> None:
+    """``--out`` is a folder, new or empty, unless ``--overwrite`` redoes the demo there."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out}: not a folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise InputError(
+            f"--out {out}: not empty (a previous demo?); pass --overwrite to redo the demo there "
+            "(its campaign is reused if it matches --samples/--size/--seed), or give another --out"
+        )
+
+
+def prepare_campaign(path: Path, samples: int, size: int, seed: int) -> str:
+    """Simulate the demo's campaign at ``path``, or reuse the one there if it was simulated
+    with these settings; returns how it was done, for the terminal."""
+    from data.campaign import open_campaign, simulate_to_file
+    from data.errors import CampaignError
+
+    what = f"{samples} samples of {size}x{size}, seed {seed}"
+    if path.exists():
+        try:
+            with open_campaign(path) as ds:
+                found = (ds.sizes["sample"], ds.sizes["y"], ds.sizes["x"], ds.attrs.get("seed"))
+        except CampaignError:
+            found = None
+        if found is not None and tuple(int(v) for v in found) == (samples, size, size, seed):
+            return f"reusing {path} ({what})"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    simulate_to_file(path, samples, size=size, seed=seed, overwrite=True)
+    return f"simulated {path} ({what})"
 
 
 def demo_command(args: Sequence[str]) -> int:
     """Run the demo; prints where everything went and the held-out test R^2."""
     from torch import nn
 
-    from data.campaign import open_or_simulate
     from explain.api import default_methods
     from explain.layers import default_layer
     from surrogate.checkpoint import load_model
     from train.evaluate_command import evaluate_designs
     from train.explain_command import explain_designs
-    from train.lightning import run_lightning
+    from train.lightning import quiet_lightning, remove_checkpoints, run_lightning
 
     opts = demo_parser().parse_args(args)
     start = time.perf_counter()
-    campaign = opts.out / "campaign.nc"
-    print(f"[1/5] campaign: {campaign}")
-    open_or_simulate(campaign, opts.samples, opts.size, opts.seed)
-    # run=False builds the CLI without subcommands, so no leading "fit"
     if not DEMO_CONFIG.is_file():
         raise InputError(f"{DEMO_CONFIG}: demo config not found (run the demo from a clone)")
+    check_out(opts.out, opts.overwrite)
+    campaign = opts.out / "campaign.nc"
+    print("[1/5] campaign")
+    print(prepare_campaign(campaign, opts.samples, opts.size, opts.seed))
+    # run=False builds the CLI without subcommands, so no leading "fit"
     cli_args = [
         "--config",
         str(DEMO_CONFIG),
@@ -76,15 +114,18 @@ def demo_command(args: Sequence[str]) -> int:
     if opts.epochs is not None:
         cli_args += ["--trainer.max_epochs", str(opts.epochs)]
     print("[2/5] training the surrogate")
-    cli = run_lightning(cli_args, run=False)
-    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
-    print("[3/5] testing the best checkpoint on the held-out split")
-    cli.trainer.test(
-        cli.model, datamodule=cli.datamodule, ckpt_path="best", verbose=False, weights_only=True
-    )
+    remove_checkpoints(opts.out / "run")  # a previous demo's: one best-*.ckpt after this one
+    with quiet_lightning():
+        cli = run_lightning(cli_args, run=False)
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+        best = Path(cli.trainer.checkpoint_callback.best_model_path)
+        print("[3/5] testing the best checkpoint on the held-out split")
+        cli.trainer.test(
+            cli.model, datamodule=cli.datamodule, ckpt_path=str(best), verbose=False,
+            weights_only=True,
+        )  # fmt: skip
     log_dir = Path(cli.trainer.log_dir)
     metrics = json.loads((log_dir / "test_metrics.json").read_text())
-    best = Path(cli.trainer.checkpoint_callback.best_model_path)
     # CAM needs the explained layer to feed a pooled linear head (the CNN's last map on a
     # grid large enough); elsewhere Grad-CAM stands in
     model = load_model(best)
