@@ -27,7 +27,26 @@ def roughness_batch(
     if x.dim() != 4 or x.shape[1] != 1:
         allowed = "(batch, y, x) or (batch, 1, y, x)" if channel_optional else "(batch, 1, y, x)"
         raise InputError(f"{name} must be {allowed}, got shape {tuple(x.shape)}")
+    if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+        first = int(torch.nonzero(~torch.isfinite(x).flatten(1).all(1))[0, 0])
+        raise InputError(f"{name} has NaN or Inf values (first in design {first})")
     return x
+
+
+def check_model(model: torch.nn.Module, shape: tuple[int, int] | None = None) -> None:
+    """Refuse a model whose weights hold NaN or Inf (every map would be NaN), or one that
+    records the grid it was trained on (``grid_shape``) when ``shape`` differs from it."""
+    for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise InputError(
+                f"model weight {name!r} has NaN or Inf values; expected finite weights"
+            )
+    grid = tuple(int(n) for n in getattr(model, "grid_shape", None) or ())
+    if shape is not None and grid and grid != (0, 0) and grid != tuple(shape):
+        raise InputError(
+            f"roughness grid is {shape[0]}x{shape[1]} but the model was trained on "
+            f"{grid[0]}x{grid[1]}"
+        )
 
 
 def expand_baseline(baseline: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:

@@ -63,14 +63,14 @@ def model_from_checkpoint(
         raise InputError(
             f"{path}: checkpoint hyper_parameters lack {missing}; not a surrogate checkpoint"
         )
-    try:
-        model = PhysicalSurrogate(build_network(architecture, **{k: hparams[k] for k in keys}))
-    except (TypeError, ValueError, IndexError) as exc:
-        first = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
-        raise InputError(f"{path}: invalid network hyper_parameters ({first})") from None
+    arguments = {k: hparams[k] for k in keys}
     state = {
         k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")
     }
+    # built first on the meta device (no memory): hyper-parameters that ask for more than the
+    # stored weights hold are refused before anything is allocated
+    _check_against_weights(_build(architecture, arguments, path, "meta"), state, path)
+    model = _build(architecture, arguments, path, "cpu")
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
@@ -80,6 +80,51 @@ def model_from_checkpoint(
         ) from None
     model.grid_shape = tuple(hparams.get("grid_shape", (0, 0)))
     return model.eval()
+
+
+def _build(
+    architecture: str, arguments: dict[str, Any], path: str | Path, device: str
+) -> PhysicalSurrogate:
+    try:
+        with torch.device(device):
+            return PhysicalSurrogate(build_network(architecture, **arguments))
+    except (TypeError, ValueError, IndexError, RuntimeError, OverflowError) as exc:
+        first = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        raise InputError(f"{path}: invalid network hyper_parameters ({first})") from None
+
+
+# values a network may hold besides its stored weights (non-persistent buffers), at most
+_UNSTORED_VALUES = 1 << 24
+
+
+def _check_against_weights(probe: torch.nn.Module, state: dict[str, Any], path: str | Path) -> None:
+    """The recorded architecture (built on the meta device) has exactly the stored weights'
+    names and shapes, and every stored weight is a finite tensor."""
+    expected = {k: tuple(v.shape) for k, v in probe.state_dict().items()}
+    for name, value in state.items():
+        if not isinstance(value, torch.Tensor):
+            raise InputError(f"{path}: weight {name!r} is not a tensor; not a surrogate checkpoint")
+        if name in expected and tuple(value.shape) != expected[name]:
+            raise InputError(
+                f"{path}: weights do not match the recorded architecture ({name!r} has shape "
+                f"{tuple(value.shape)}, the hyper_parameters give {expected[name]})"
+            )
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise InputError(
+                f"{path}: weight {name!r} has NaN or Inf values; expected finite weights"
+            )
+    missing = sorted(set(expected) - set(state))
+    if missing:
+        raise InputError(
+            f"{path}: weights do not match the recorded architecture (missing {missing[:3]})"
+        )
+    stored = {id(t) for t in probe.state_dict().values()}
+    extra = sum(b.numel() for b in probe.buffers() if id(b) not in stored)
+    if extra > _UNSTORED_VALUES:
+        raise InputError(
+            f"{path}: the recorded hyper_parameters ask for {extra} values beyond the stored "
+            "weights; the checkpoint is inconsistent"
+        )
 
 
 def load_model(path: str | Path) -> PhysicalSurrogate:

@@ -34,6 +34,7 @@ from explain.evaluation.road import road
 from explain.evaluation.sanity import data_randomisation, model_randomisation
 from explain.evaluation.similarity import spearman
 from explain.evaluation.splits import Split, split_scores
+from explain.inputs import check_model, roughness_batch
 from explain.path import integrated_gradients
 
 GT_FRACTION = 0.1  # the top-10% mask of |truth| used in the table
@@ -264,8 +265,9 @@ def evaluate(
         seed: Seed of every random step (tie-breaking, random orders, ROAD noise, re-inits).
         progress: Show progress bars.
     """
-    x_all = torch.as_tensor(np.asarray(roughness), dtype=torch.float32)[:, None]
+    x_all = roughness_batch(np.asarray(roughness), channel_optional=True).to(torch.float32)
     n, shape = len(x_all), tuple(x_all.shape[-2:])
+    check_model(model, shape)
     if methods is None:
         methods = every_method(model, shape, layer)
     explainer = Explainer(model, shape, methods, layer, (interpolation,), chunk=chunk)

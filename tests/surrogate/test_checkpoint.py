@@ -247,3 +247,25 @@ def test_state_dict_without_model_prefix(
     with pytest.raises(InputError) as err:
         load_model(path)
     _assert_one_line(err, "bare.ckpt", "weights do not match")
+
+
+def test_hyper_parameters_asking_for_gigabytes_are_refused_before_allocation(
+    trained: tuple[SurrogateModule, Path], tmp_path: Path
+) -> None:
+    """A few-kB checkpoint whose hyper-parameters describe a ~40 GB network: refused from the
+    meta-device build, without allocating it (it would not fit this machine's memory)."""
+    path = _tampered(trained, tmp_path / "huge.ckpt", widths=[4, 100_000, 100_000])
+    assert path.stat().st_size < 1 << 20
+    with pytest.raises(InputError) as err:
+        load_model(path)
+    _assert_one_line(err, "huge.ckpt", "weights do not match the recorded architecture")
+
+
+def test_nan_weights_are_refused(trained: tuple[SurrogateModule, Path], tmp_path: Path) -> None:
+    ckpt = torch.load(trained[1], map_location="cpu", weights_only=True)
+    name = next(k for k in ckpt["state_dict"] if k.endswith("weight"))
+    ckpt["state_dict"][name][0] = float("nan")
+    torch.save(ckpt, tmp_path / "nan.ckpt")
+    with pytest.raises(InputError) as err:
+        load_model(tmp_path / "nan.ckpt")
+    _assert_one_line(err, "nan.ckpt", "has NaN or Inf values", name.removeprefix("model."))
