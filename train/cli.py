@@ -5,9 +5,9 @@ others are plain functions of their own modules, imported only when called so th
 ``surrogate simulate`` starts fast.
 
 Every subcommand turns bad input (:class:`data.errors.InputError`) into one line on
-stderr and exit status 2, without a traceback; an output that cannot be written (full disk,
-no permission) into one line and status 1; Ctrl-C into status 130 with no output left
-half-written.
+stderr and exit status 2, without a traceback (an output refused before any work, for want
+of space or permission, too); a write that fails half-way (a full disk) into one line and
+status 1; Ctrl-C into status 130 with no output left half-written.
 """
 
 from __future__ import annotations
@@ -89,12 +89,13 @@ def main(args: Sequence[str] | None = None) -> int:
             return 0
     except OutputError as exc:
         print(f"surrogate {command}: error: {exc}", file=sys.stderr)
-        if exc.broken_file:
-            # HDF5 cannot close a file whose writes failed; its clean-up at exit crashes
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(1)
-        return 1
+        if not exc.broken_file:  # refused up front, before any work: like bad input
+            return 2
+        # a write failed half-way (full disk): HDF5 cannot close such a file, and its
+        # clean-up at exit would crash, so leave without it (the temporary file is gone)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(1)
     except InputError as exc:
         print(f"surrogate {command}: error: {exc}", file=sys.stderr)
         return 2

@@ -25,7 +25,9 @@ def simulate_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--seed", type=bounded_int(0), default=0, help="seed; the same seed gives the same campaign"
     )
-    parser.add_argument("--out", type=Path, required=True, help="output netCDF file")
+    parser.add_argument(
+        "--out", type=Path, required=True, help="output netCDF file (its folder is created)"
+    )
     parser.add_argument("--chunk-size", type=positive_int, default=500, help="samples per block")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -34,9 +36,14 @@ def simulate_parser() -> argparse.ArgumentParser:
 
 def simulate_command(args: Sequence[str]) -> int:
     """``surrogate simulate``: stream a simulated campaign to ``--out``."""
+    from data.atomic import check_folder
     from data.campaign import simulate_to_file
 
     opts = simulate_parser().parse_args(args)
+    # like fit's run folder, the campaign's folder is created (the README simulates into
+    # campaigns/, which a fresh clone does not have); its nearest parent must be writable
+    check_folder(opts.out.parent, create=True, output=opts.out)
+    opts.out.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     path = simulate_to_file(
         opts.out,

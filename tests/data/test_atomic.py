@@ -166,7 +166,7 @@ def test_file_size_limit_is_one_line_and_keeps_the_earlier_campaign(tmp_path):
         "--quiet", limit=100_000,
     )  # fmt: skip
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 1
+    assert proc.returncode == 2  # refused up front, before any work
     assert "c.nc" in one_line(err)
     assert "file-size limit" in err
     assert digest(out) == before

@@ -152,11 +152,14 @@ def test_simulate_refuses_existing_output(tmp_path: Path, error_line) -> None:
     assert open_campaign(out).attrs["seed"] == 5
 
 
-def test_simulate_missing_output_folder(tmp_path: Path, error_line) -> None:
-    out = tmp_path / "nowhere" / "c.nc"
+def test_simulate_creates_its_folder_but_not_under_a_file(tmp_path: Path, error_line) -> None:
+    out = tmp_path / "campaigns" / "c.nc"  # what the README runs on a fresh clone
+    assert main(simulate_args(out)) == 0
+    assert out.is_file()
+    (tmp_path / "file").write_text("")
+    out = tmp_path / "file" / "sub" / "c.nc"
     assert main(simulate_args(out)) == 2
-    error_line(str(out), "does not exist")
-    assert list(tmp_path.iterdir()) == []
+    error_line(str(out), "file is a file; expected an output folder")
 
 
 @pytest.mark.parametrize(
@@ -372,7 +375,7 @@ def test_demo_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
         assert maps.sizes["sample"] == 6
         # a 16x16 grid leaves a 1x1 last map, so Grad-CAM stands in for CAM
         methods = ["gradcam", "hirescam", "layercam", "integrated-gradients"]
-        assert list(maps["method"].values) == methods
+        assert list(maps["attribution_method"].values) == methods
     figures = sorted((out / "explain" / "plots").glob("design-*.png"))
     assert len(figures) == 4
     assert figures[0].read_bytes()[:8] == PNG_MAGIC
