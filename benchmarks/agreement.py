@@ -33,11 +33,15 @@ def main(maps_path: str, campaign_path: str) -> None:
         print(f"{len(ids)} designs, {len(kept)} with margin >= {MIN_MARGIN}; R2 {r2:.4f}")
         if "ig_residual" in maps:
             residual = maps["ig_residual"].values
-            ig = maps["attribution"].sel({"method": "integrated-gradients"}).isel(interpolation=0)
+            ig = (
+                maps["attribution"]
+                .sel(attribution_method="integrated-gradients")
+                .isel(interpolation=0)
+            )
             relative = np.abs(residual / (ig.values.sum(axis=(1, 2)) - residual))
             print(f"IG completeness: median {np.median(relative):.1e}, max {relative.max():.1e}")
-        for method in maps["method"].values:
-            a = maps["attribution"].sel({"method": method}).isel(interpolation=-1).values
+        for method in maps["attribution_method"].values:
+            a = maps["attribution"].sel(attribution_method=method).isel(interpolation=-1).values
             rho = [spearmanr(a[i].ravel(), truth[i].ravel())[0] for i in kept]
             r = [pearsonr(a[i].ravel(), truth[i].ravel())[0] for i in kept]
             print(f"{method:22s} Spearman {np.nanmean(rho):.3f}  Pearson {np.nanmean(r):.3f}")

@@ -20,7 +20,16 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-RUN_SPECIFIC = {"created", "checkpoint", "campaign", "checkpoint_sha256"}
+# paths, dates and file hashes ("created" is the date of files written before "history")
+RUN_SPECIFIC = {
+    "created",
+    "history",
+    "source",
+    "checkpoint",
+    "campaign",
+    "checkpoint_sha256",
+    "campaign_sha256",
+}
 
 
 def _open(path: Path) -> xr.Dataset:

@@ -41,8 +41,8 @@ def main() -> None:
     with xr.open_dataset(folder / "scores.nc", engine="h5netcdf") as ds:
         sim = ds["cascade_similarity"].load()
     values = {
-        str(m): {k: sim.sel({"method": m, "measure": k}).values.astype(float) for k in MEASURES}
-        for m in sim["method"].values
+        str(m): {k: sim.sel(attribution_method=m, measure=k).values.astype(float) for k in MEASURES}
+        for m in sim["attribution_method"].values
     }
     steps = tuple(str(s) for s in sim["cascade_step"].values[1:])
     if "cascade_scale_only" not in settings:  # a run from before the rule had them

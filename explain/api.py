@@ -19,7 +19,7 @@ from tqdm import tqdm
 from data.errors import InputError
 from explain.baselines import baseline_field
 from explain.batching import model_device, one_per_input
-from explain.catalogue import METHODS, resolve_methods
+from explain.catalogue import METHOD_DIM, METHODS, resolve_methods
 from explain.gradient import INPUT_FORMULAS, LAYER_FORMULAS, gradient_maps
 from explain.guided import guided_backprop, guided_gradcam
 from explain.hooks import captured, eval_mode, zeroed_layer
@@ -316,13 +316,13 @@ class Explainer:
         ds = xr.Dataset(
             {
                 "prediction": ("sample", y.cpu().numpy()),
-                "attribution": (("sample", "method", "interpolation", "y", "x"), _np(full)),
+                "attribution": (("sample", METHOD_DIM, "interpolation", "y", "x"), _np(full)),
             },
             coords={
                 "sample": samples,
-                "method": self.methods,
+                METHOD_DIM: self.methods,
                 "interpolation": self.interpolation,
-                "method_units": ("method", [self.units(m) for m in self.methods]),
+                "method_units": (METHOD_DIM, [self.units(m) for m in self.methods]),
             },
         )
         if "integrated-gradients" in maps and self.last_ig_residual is not None:
@@ -343,7 +343,7 @@ class Explainer:
             if names:
                 ds[var] = (dims, _np(torch.stack([maps[m] for m in names], 1)))
                 ds = ds.assign_coords({dims[1]: names})
-        _describe(ds)
+        _describe(ds, {m: self.units(m) for m in self.methods})
         ds.attrs.update(self.attrs())
         return ds
 
@@ -412,19 +412,49 @@ _NATIVE = (
 )
 
 
-def _describe(ds: xr.Dataset) -> None:
+# units of a variable whose methods differ in units; each method's are in units_by_method
+MIXED_UNITS = "mixed: see units_by_method"
+_COORDS = {  # name -> (long_name, units)
+    "sample": ("sample index", "1"),
+    METHOD_DIM: ("attribution method", "1"),
+    "interpolation": ("interpolation onto the input grid", "1"),
+    "method_units": ("units of each method's maps", "1"),
+    "layer_method": ("attribution method with a map on the explained layer's grid", "1"),
+    "polycam_method": ("Poly-CAM variant", "1"),
+}
+_MAPS = {  # variable -> (long_name, its method dimension)
+    "attribution": ("attribution on the input grid", METHOD_DIM),
+    "attribution_native": ("attribution on the explained layer's grid", "layer_method"),
+    "attribution_polycam": ("Poly-CAM attribution on its finest layer's grid", "polycam_method"),
+}
+
+
+def units_attrs(units: dict[str, str]) -> dict[str, str]:
+    """The ``units`` attribute of a map variable whose methods have ``units`` (method -> units).
+
+    CF wants one units string per variable: the methods' common units where they share one,
+    else :data:`MIXED_UNITS` with a ``units_by_method`` attribute, ``"cam: U_e/delta per layer
+    cell; gradient: U_e/delta per delta of height"``.
+    """
+    distinct = set(units.values())
+    if len(distinct) == 1:
+        return {"units": distinct.pop()}
+    by_method = "; ".join(f"{m}: {u}" for m, u in units.items())
+    return {"units": MIXED_UNITS, "units_by_method": by_method}
+
+
+def _describe(ds: xr.Dataset, units: dict[str, str]) -> None:
+    """``long_name`` and ``units`` on every variable and coordinate of one batch."""
     ds["prediction"].attrs.update(units="U_e/delta", long_name="surrogate max vorticity")
-    ds["attribution"].attrs.update(
-        units="see method_units", long_name="attribution on the input grid"
-    )
-    if "attribution_native" in ds:
-        ds["attribution_native"].attrs.update(
-            units="see method_units", long_name="attribution on the explained layer's grid"
-        )
-    if "attribution_polycam" in ds:
-        ds["attribution_polycam"].attrs.update(
-            units="see method_units", long_name="Poly-CAM attribution on its finest layer's grid"
-        )
+    for name, (long_name, dim) in _MAPS.items():
+        if name in ds:
+            methods = [str(m) for m in ds[dim].values]
+            ds[name].attrs.update(
+                long_name=long_name, **units_attrs({m: units[m] for m in methods})
+            )
+    for name, (long_name, unit) in _COORDS.items():
+        if name in ds.coords:
+            ds[name].attrs.update(long_name=long_name, units=unit)
 
 
 def explain(
@@ -456,11 +486,16 @@ def explain(
             ``chunk``, ``device``).
 
     Returns:
-        Dataset with ``prediction(sample)``, ``attribution(sample, method, interpolation, y, x)``,
-        and the native maps ``attribution_native(sample, layer_method, y_layer, x_layer)``
-        (layer methods) and ``attribution_polycam`` (Poly-CAM). Maps are signed unless the
-        method rectifies; ``method_units`` gives each method's units. ``method`` is also a
-        keyword of ``Dataset.sel``: select with a dict, ``ds.sel({"method": "cam"})``.
+        Dataset with ``prediction(sample)``,
+        ``attribution(sample, attribution_method, interpolation, y, x)``, and the native maps
+        ``attribution_native(sample, layer_method, y_layer, x_layer)`` (layer methods) and
+        ``attribution_polycam`` (Poly-CAM); select with
+        ``ds.attribution.sel(attribution_method="cam")``. Maps are signed unless the method
+        rectifies. ``method_units`` gives each method's units; a map variable's ``units``
+        attribute is the methods' common units, or :data:`MIXED_UNITS` with a
+        ``units_by_method`` attribute where they differ (:func:`units_attrs`). Every variable
+        and coordinate has ``units`` and ``long_name``; ``y``/``x`` carry no positions here
+        (:func:`explain.io.with_positions` adds them in delta).
 
     Raises:
         InputError: Unknown method, layer or interpolation; a layer without spatial output;

@@ -24,6 +24,9 @@ Resolution = Literal["layer", "pyramid", "input"]
 Family = Literal["gradient", "path", "scorecam", "polycam", "guided", "reference"]
 ONE_PASS_FAMILIES = ("gradient", "guided", "reference")  # one forward and one backward per design
 REFERENCE_FAMILIES = ("path", "scorecam", "polycam")  # measured against a baseline field
+# The dimension of output files that runs over methods; not ``method``, a keyword of
+# ``xarray.Dataset.sel``, so that ``ds.sel(attribution_method="cam")`` selects
+METHOD_DIM = "attribution_method"
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,35 @@ from data.atomic import atomic_path, check_outputs
 from data.errors import InputError
 
 _CHUNK_SAMPLES = 16  # HDF5 chunk length along `sample`
+# grid dimension suffix -> the grid it indexes: the input's, and the native maps' coarser ones
+_GRIDS = {
+    "": "input grid",
+    "_layer": "explained layer's grid",
+    "_polycam": "finest Poly-CAM layer's grid",
+}
+
+
+def with_positions(
+    ds: xr.Dataset, y: np.ndarray, x: np.ndarray, units: str = "delta"
+) -> xr.Dataset:
+    """``ds`` (a maps Dataset) with the cell-centre positions of every grid as coordinates.
+
+    ``y`` ``(y,)`` and ``x`` ``(x,)`` are the input grid's cell centres in ``units`` (a
+    campaign's ``y``/``x`` coordinates). A coarser grid (``y_layer``/``x_layer``,
+    ``y_polycam``/``x_polycam``) whose cells each cover a block of input cells gets the mean
+    of the block's centres, which on a uniform grid is the block's centre.
+    """
+    coords = {}
+    for dim, fine, axis in (("y", y, "spanwise"), ("x", x, "streamwise")):
+        fine = np.asarray(fine, dtype=np.float64)
+        if ds.sizes.get(dim, len(fine)) != len(fine):
+            raise InputError(f"{len(fine)} {dim} positions for a grid of {ds.sizes[dim]} cells")
+        for suffix, grid in _GRIDS.items():
+            n = ds.sizes.get(dim + suffix, 0)
+            if n and len(fine) % n == 0:
+                attrs = {"units": units, "long_name": f"{axis} cell centre of the {grid}"}
+                coords[dim + suffix] = (dim + suffix, fine.reshape(n, -1).mean(axis=1), attrs)
+    return ds.assign_coords(coords)
 
 
 def _create(f: h5netcdf.File, name: str, var: xr.DataArray, dims: tuple[str, ...], n: int):

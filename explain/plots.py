@@ -26,7 +26,7 @@ import numpy as np
 import xarray as xr
 
 from data.figures import save_figure
-from explain.catalogue import METHODS
+from explain.catalogue import METHOD_DIM, METHODS
 
 ROW_TITLES = {
     "none": "no interpolation",
@@ -206,7 +206,7 @@ def _identical_groups(maps: xr.Dataset) -> list[list[str]]:
                 break
         else:
             groups.append([i])
-    names = [str(m) for m in maps["method"].values]
+    names = [str(m) for m in maps[METHOD_DIM].values]
     return [[names[i] for i in group] for group in groups]
 
 
@@ -242,7 +242,7 @@ def _row_heading(group: list[str], baseline: str) -> tuple[str, str]:
 def _method_row(axes, fig, maps: xr.Dataset, group: list[str], design: Design) -> None:
     """One row: the first method of ``group`` in every interpolation mode, one colour scale."""
     method, modes = group[0], [str(m) for m in maps["interpolation"].values]
-    values = maps["attribution"].sel({"method": method})
+    values = maps["attribution"].sel({METHOD_DIM: method})
     non_negative = METHODS[method].non_negative or maps.attrs.get("relu") == "true"
     limits = _limits(values.values, non_negative)
     cmap = NON_NEGATIVE_CMAP if non_negative else SIGNED_CMAP
@@ -250,7 +250,7 @@ def _method_row(axes, fig, maps: xr.Dataset, group: list[str], design: Design) -
     extent = _extent(ys, xs)
     native = _coarse_grid(maps, method, design.roughness.shape)
     block = (len(ys) // native[0], len(xs) // native[1]) if native else None
-    units = str(maps["method_units"].sel({"method": method}).values)
+    units = str(maps["method_units"].sel({METHOD_DIM: method}).values)
     name, reference = _row_heading(group, str(maps.attrs.get("baseline", "the baseline")))
     for ax, mode in zip(axes, modes, strict=False):
         field = values.sel(interpolation=mode).values

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from data.atomic import atomic_path
+from data.provenance import cf_attrs, provenance
 
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:
@@ -76,11 +77,29 @@ class RunArtifacts(L.Callback):
         self._pred.append(outputs.float().cpu())
 
     def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """``predictions.nc``: a prediction per design of the campaign, in file order (the
+        datamodule's predict set), on the campaign's sample ids, with units, long names and
+        CF and provenance global attributes (checkpoint and campaign with their sha256)."""
         if not trainer.is_global_zero or not self._pred:
             return
         import xarray as xr
 
         pred = torch.cat(self._pred).numpy()
+        campaign = Path(trainer.datamodule.hparams.path)
+        with xr.open_dataset(campaign, engine="h5netcdf") as found:
+            n = found.sizes["sample"]
+            ids = found["sample"].values if "sample" in found.coords else np.arange(n)
+        ckpt = trainer.ckpt_path
+        known = ckpt is not None and Path(ckpt).is_file()
+        inputs = provenance(ckpt if known else None, campaign)
+        if ckpt is not None and not known:
+            inputs["checkpoint"] = os.fspath(ckpt)
+        described = cf_attrs(
+            "surrogate predictions of the maximum wake vorticity",
+            "predict",
+            f"CNN surrogate {Path(ckpt).name if ckpt else '(no checkpoint)'} "
+            "(roughness -> max vorticity)",
+        )
         ds = xr.Dataset(
             {
                 "predicted_max_vorticity": (
@@ -89,8 +108,14 @@ class RunArtifacts(L.Callback):
                     {"units": "U_e/delta", "long_name": "surrogate prediction of max_vorticity"},
                 )
             },
-            coords={"sample": np.arange(len(pred))},
-            attrs={"campaign": os.fspath(trainer.datamodule.hparams.path)},
+            coords={
+                "sample": (
+                    "sample",
+                    ids[: len(pred)],
+                    {"units": "1", "long_name": "sample id of the design in the campaign"},
+                )
+            },
+            attrs={**described, **inputs},
         )
         target = Path(trainer.log_dir) / "predictions.nc"
         with atomic_path(target) as tmp:

@@ -12,10 +12,11 @@ import numpy as np
 from data.atomic import check_outputs
 from data.errors import InputError
 from data.physics import PhysicsParams
+from data.provenance import provenance
 from data.simulator import saturation_ratio
 from explain.api import DEFAULT_METHODS
 from explain.evaluation.road import ROAD_PERCENTAGES
-from train.inputs import Inputs, open_inputs, options_parser, resolve_device, sha256, split_names
+from train.inputs import Inputs, open_inputs, options_parser, resolve_device, split_names
 
 # layers.csv is written only with ground truth, but an earlier one is never silently left beside
 # new scores: it is refused like the others without --overwrite
@@ -173,9 +174,7 @@ def evaluate_designs(
     seconds = time.perf_counter() - start
     rec = decide(ev)
     ev.settings.update(
-        checkpoint=str(checkpoint),
-        checkpoint_sha256=sha256(Path(checkpoint)),
-        campaign=str(data),
+        **provenance(checkpoint, data),  # checkpoint, campaign, their sha256, software_version
         split=split,
         randomised_checkpoint=str(randomised_checkpoint or ""),
         wall_seconds=round(seconds, 1),

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Sequence
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,7 +22,6 @@ from train.inputs import (
     open_inputs,
     options_parser,
     resolve_device,
-    sha256,
     split_names,
 )
 
@@ -209,35 +207,38 @@ def explain_designs(
 
 
 def _write_maps(inputs: Inputs, explainer, selected: np.ndarray, paths, batch_size, overwrite):
-    """Stream the maps of the ``selected`` designs to ``out``, with provenance attributes."""
-    from data.campaign import software_version
-    from explain.io import write_batches
+    """Stream the maps of the ``selected`` designs to ``out``, self-described (CF): positions
+    of every grid, units and long names, provenance of the checkpoint and the campaign."""
+    from data.provenance import cf_attrs, provenance
+    from explain.io import with_positions, write_batches
 
     checkpoint, data, out = paths
     roughness = inputs.campaign["roughness"].variable  # lazy: read batch by batch
     simulated = inputs.campaign["max_vorticity"].variable
+    ys, xs, units = _positions(inputs.campaign)
+    inputs_attrs = provenance(checkpoint, data)  # reads each file once
+    described = cf_attrs(
+        "attribution maps of a surrogate of the maximum wake vorticity",
+        "explain",
+        f"CNN surrogate {checkpoint.name} (roughness -> max vorticity), explained by "
+        f"roughness-surrogate {inputs_attrs['software_version']}",
+    )
     start_time = time.perf_counter()
 
     def batches():
         for ds in explainer.batches(_Slice(roughness, selected), batch_size, progress=True):
             ids = selected[ds["sample"].values]
-            ds = ds.assign_coords(sample=ids)
+            ds = with_positions(ds.assign_coords(sample=ids), ys, xs, units)
+            ds["sample"].attrs.update(units="1", long_name="index of the design in the campaign")
             ds["simulated"] = ("sample", simulated[ids].values)
             ds["simulated"].attrs.update(units="U_e/delta", long_name="simulated max vorticity")
             explainer.check_cam()
             yield ds
 
-    def provenance() -> dict[str, str | float]:
-        return {
-            **explainer.attrs(),
-            "checkpoint": str(checkpoint),
-            "checkpoint_sha256": sha256(checkpoint),
-            "campaign": str(data),
-            "software": f"roughness-surrogate {software_version()}",
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        }
+    def final_attrs() -> dict[str, str | float]:
+        return {**explainer.attrs(), **described, **inputs_attrs}
 
-    write_batches(out, batches(), len(selected), overwrite, provenance)
+    write_batches(out, batches(), len(selected), overwrite, final_attrs)
     print(f"maps of {len(selected)} designs -> {out} ({time.perf_counter() - start_time:.1f} s)")
     if "cam" in explainer.methods:
         print(
@@ -265,6 +266,14 @@ class _Slice:
         if ids[-1] - ids[0] + 1 == len(ids):  # contiguous: one hyperslab read
             return self.variable[int(ids[0]) : int(ids[-1]) + 1].values
         return self.variable[ids].values
+
+
+def _positions(campaign) -> tuple[np.ndarray, np.ndarray, str]:
+    """Cell centres ``(y,)``, ``(x,)`` of a campaign and their units: its ``y``/``x``
+    coordinates (delta), or where it has none, cell indices plus one half in cells ("1")."""
+    if "y" in campaign.coords and "x" in campaign.coords:
+        return campaign["y"].values, campaign["x"].values, campaign["x"].attrs.get("units", "delta")
+    return np.arange(campaign.sizes["y"]) + 0.5, np.arange(campaign.sizes["x"]) + 0.5, "1"
 
 
 def design_facts(campaign, sample: int, physics: VorticityModel | None = None) -> Design:

@@ -14,11 +14,14 @@ import numpy as np
 import xarray as xr
 
 from data.atomic import atomic_path
-from explain.catalogue import METHODS
+from data.campaign import software_version
+from data.provenance import cf_attrs
+from explain.catalogue import METHOD_DIM, METHODS
 from explain.evaluation import table as keys
 from explain.evaluation.layer_plot import layers_plot
 from explain.evaluation.layers import LayerScore
 from explain.evaluation.plots import cascade_plot, curves_plot
+from explain.evaluation.sanity import MEASURES
 from explain.evaluation.splits import Split
 
 OUTPUTS = ("scores.md", "scores.csv", "scores.nc", "summary.json")
@@ -161,6 +164,75 @@ def recommendation_text(rec) -> str:
     return "\n".join(out)
 
 
+_ONE = {"units": "1"}
+_SIMILARITY = (
+    "similarity ({measure}) of the maps to the trained model's, after re-initialising the "
+    "layers of step {step} ({mode} model randomisation)"
+)
+
+
+def _described(dims: tuple[str, ...], values: np.ndarray, long_name: str) -> tuple:
+    return dims, np.asarray(values, dtype=np.float32), {**_ONE, "long_name": long_name}
+
+
+def scores_dataset(ev, ids: np.ndarray) -> xr.Dataset:
+    """``scores.nc``: every per-design score ``(attribution_method, sample)``, the mean
+    deletion/insertion curves and the randomisation similarities, each with ``units`` (all
+    dimensionless: "1") and ``long_name``; CF and provenance global attributes."""
+    s = ev.settings
+    data = {
+        name.replace("/", "_"): _described(
+            (METHOD_DIM, "sample"), values, keys.per_sample_long_name(name)
+        )
+        for name, values in ev.per_sample.items()
+    }
+    for b, curves in ev.curves.items():
+        for kind, values in curves.items():
+            data[f"{kind}_curve_{b}"] = _described(
+                (METHOD_DIM, "step"), values,
+                f"mean {kind} curve (f(x_t) - f(b)) / (f(x) - f(b)), baseline {b}, over the "
+                "designs without small_change",
+            )  # fmt: skip
+    coords = {
+        METHOD_DIM: (METHOD_DIM, ev.methods, {**_ONE, "long_name": "attribution method"}),
+        "sample": ("sample", ids, {**_ONE, "long_name": "index of the design in the campaign"}),
+        "step": (
+            "step",
+            np.linspace(0, 1, s["steps"] + 1),
+            {**_ONE, "long_name": "share of the cells replaced (deletion) or restored (insertion)"},
+        ),
+    }
+    if ev.cascade is not None:
+        for mode, result in (("cascade", ev.cascade), ("independent", ev.independent)):
+            stack = np.stack(
+                [np.stack([result.values[m][k] for k in MEASURES]) for m in ev.methods]
+            )  # (method, measure, step, sanity_sample)
+            dims = (METHOD_DIM, "measure", f"{mode}_step", "sanity_sample")
+            text = _SIMILARITY.format(measure="measure", step=f"{mode}_step", mode=result.mode)
+            data[f"{mode}_similarity"] = _described(dims, stack, text)
+            coords[f"{mode}_step"] = (
+                f"{mode}_step",
+                list(result.steps),
+                {**_ONE, "long_name": f"layer re-initialised at each step ({result.mode})"},
+            )
+        coords["measure"] = ("measure", list(MEASURES), {**_ONE, "long_name": "similarity measure"})
+        n = stack.shape[-1]  # the sanity checks ran on the first designs
+        coords["sanity_sample"] = (
+            "sanity_sample",
+            ids[:n],
+            {**_ONE, "long_name": "index in the campaign of a design of the sanity checks"},
+        )
+    attrs = {k: json.dumps(v) if not isinstance(v, str) else v for k, v in s.items()}
+    described = cf_attrs(
+        "attribution methods of a surrogate scored",
+        "evaluate",
+        f"CNN surrogate {Path(str(s.get('checkpoint', ''))).name} (roughness -> max vorticity), "
+        f"its attribution maps scored by roughness-surrogate {software_version()}",
+    )
+    attrs = {**described, "software_version": software_version(), **attrs}
+    return xr.Dataset(data, coords=coords, attrs=attrs)
+
+
 def write_results(ev, rec, ids: np.ndarray, folder: Path) -> None:
     """scores.md/.csv/.nc, summary.json, the plots and, after a layer sweep, layers.csv.
 
@@ -186,41 +258,8 @@ def write_results(ev, rec, ids: np.ndarray, folder: Path) -> None:
     if ev.layers is not None:
         rows = [list(r.row().values()) for r in ev.layers]
         _write_csv(folder / LAYERS_CSV, list(keys.LAYER_COLUMNS), rows)
-    data = {
-        name.replace("/", "_"): (("method", "sample"), values.astype(np.float32))
-        for name, values in ev.per_sample.items()
-    }
-    for b, curves in ev.curves.items():
-        for kind, values in curves.items():
-            data[f"{kind}_curve_{b}"] = (("method", "step"), np.asarray(values, dtype=np.float32))
-    if ev.cascade is not None:
-        for mode, result in (("cascade", ev.cascade), ("independent", ev.independent)):
-            stack = np.stack(
-                [
-                    np.stack([result.values[m][k] for k in ("spearman_abs", "spearman", "ssim")])
-                    for m in ev.methods
-                ]
-            )  # (method, measure, step, sanity_sample)
-            data[f"{mode}_similarity"] = (
-                ("method", "measure", f"{mode}_step", "sanity_sample"),
-                stack.astype(np.float32),
-            )
-    ds = xr.Dataset(
-        data,
-        coords={
-            "method": ev.methods,
-            "sample": ids,
-            "step": np.linspace(0, 1, s["steps"] + 1),
-            "measure": ["spearman_abs", "spearman", "ssim"],
-        },
-        attrs={k: json.dumps(v) if not isinstance(v, str) else v for k, v in s.items()},
-    )
-    if ev.cascade is not None:
-        ds = ds.assign_coords(
-            cascade_step=list(ev.cascade.steps), independent_step=list(ev.independent.steps)
-        )
     with atomic_path(folder / "scores.nc") as tmp:
-        ds.to_netcdf(tmp, engine="h5netcdf")
+        scores_dataset(ev, ids).to_netcdf(tmp, engine="h5netcdf")
     summary = {
         "settings": s,
         "table": ev.table,

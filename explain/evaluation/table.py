@@ -83,6 +83,41 @@ LAYER_COLUMNS = (
 )
 
 
+# what each per-design score is (the long_name of its variable in scores.nc); every one is a
+# ratio or a correlation, dimensionless ("1"); ``{}`` stands for the baseline
+_LONG_NAMES = {
+    "deletion_auc": "area under the deletion curve (f(x_t) - f(b)) / (f(x) - f(b)), baseline {}",
+    "insertion_auc": "area under the insertion curve (f(x_t) - f(b)) / (f(x) - f(b)), baseline {}",
+    "small_change": "1 where |f(x) - f(b)| < 0.1 target std (scores dominated by noise), "
+    "baseline {}",
+    ROAD_MORF: "ROAD, most relevant first: mean (f(x_p) - f(x)) / target std over the "
+    "removed shares p",
+    ROAD_LERF: "ROAD, least relevant first: mean (f(x_p) - f(x)) / target std over the "
+    "removed shares p",
+    ROAD_COMBINED: "ROAD combined: (LeRF mean - MoRF mean) / 2, higher = better",
+    GT_SPEARMAN_INPUT: "Spearman correlation of the map with the exact contribution, input grid",
+    GT_SPEARMAN_NATIVE: "Spearman correlation of the layer-grid map with the block-summed "
+    "exact contribution",
+    GT_RMA: "relevance mass accuracy: share of the map's positive mass in the top 10% of "
+    "|contribution|",
+    GT_RRA: "relevance rank accuracy: share of the map's top 10% cells in the top 10% of "
+    "|contribution|",
+    GT_POINTING: "pointing game: 1 where the map's maximum lies in the top 10% of |contribution|",
+    GT_IOU: "mean IoU over thresholds of the thresholded map with the top |contribution| cells",
+    EB_MODEL_IG: "Spearman correlation of the map with the model's integrated gradients",
+    EB_IG_TRUTH: "Spearman correlation of the model's integrated gradients with the exact "
+    "contribution",
+    EB_CEILING: "Spearman ceiling of the method's grid: block-summed and re-interpolated "
+    "contribution vs. the contribution",
+}
+
+
+def per_sample_long_name(key: str) -> str:
+    """The ``long_name`` of a per-design score (:func:`per_sample_keys`); its units are "1"."""
+    name, _, baseline = key.partition("/")
+    return _LONG_NAMES[name].format(baseline)
+
+
 def per_sample_keys(settings: Mapping[str, Any], any_layer_method: bool = True) -> list[str]:
     """Every per-design score an evaluation with ``settings`` produces."""
     keys = [

@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from data.errors import InputError
-from explain.api import cam_applies, default_methods, every_method, explain
+from explain.api import MIXED_UNITS, cam_applies, default_methods, every_method, explain
+from explain.catalogue import METHODS
 from explain.gradient import gradient_maps
 from explain.layers import default_layer, spatial_layers
 from surrogate import PhysicalSurrogate, RoughnessCNN
@@ -42,13 +43,30 @@ def test_explain_matches_one_pass_maps_across_batches() -> None:
     native = torch.from_numpy(ds["attribution_native"].sel(layer_method="hirescam").values)
     torch.testing.assert_close(native, maps["hirescam"])
     blocks = torch.from_numpy(
-        ds["attribution"].sel({"method": "hirescam", "interpolation": "none"}).values
+        ds["attribution"].sel(attribution_method="hirescam", interpolation="none").values
     )
     torch.testing.assert_close(blocks[:, ::2, ::2], maps["hirescam"])
     grad = torch.from_numpy(
-        ds["attribution"].sel({"method": "gradient", "interpolation": "bilinear"}).values
+        ds["attribution"].sel(attribution_method="gradient", interpolation="bilinear").values
     )
     torch.testing.assert_close(grad, maps["gradient"])
+
+
+def test_every_variable_is_described_and_methods_select_by_name() -> None:
+    ds = explain(model(), 0.05 * torch.randn(3, 16, 16), methods=["cam", "hirescam", "gradient"])
+    for name, var in ds.variables.items():
+        assert {"units", "long_name"} <= set(var.attrs), name
+    # a dimension named "method" would collide with the method= keyword of sel
+    cam = ds["attribution"].sel(attribution_method="cam")
+    assert cam.dims == ("sample", "interpolation", "y", "x")
+    np.testing.assert_array_equal(cam.values, ds["attribution"].values[:, 0])
+    layer, gradient = METHODS["cam"].units, METHODS["gradient"].units
+    assert ds["attribution"].attrs["units"] == MIXED_UNITS
+    assert ds["attribution"].attrs["units_by_method"] == (
+        f"cam: {layer}; hirescam: {layer}; gradient: {gradient}"
+    )
+    assert ds["attribution_native"].attrs["units"] == layer  # one unit: CF's single string
+    assert "units_by_method" not in ds["attribution_native"].attrs
 
 
 def test_every_method_through_explain_matches_its_own_function() -> None:
@@ -58,7 +76,7 @@ def test_every_method_through_explain_matches_its_own_function() -> None:
     net = model()
     x = 0.05 * torch.randn(3, 16, 16)
     ds = explain(net, x, methods=["scorecam", "polycam", "guided-backprop"], batch_size=2)
-    assert list(ds["method"].values) == [
+    assert list(ds["attribution_method"].values) == [
         "scorecam",
         "polycam+",
         "polycam-",
@@ -76,7 +94,9 @@ def test_every_method_through_explain_matches_its_own_function() -> None:
     pyramid = ds["attribution_polycam"].sel(polycam_method="polycam+-").values
     torch.testing.assert_close(torch.from_numpy(pyramid), poly["polycam+-"])
     _, guided = guided_backprop(net, x[:, None])
-    values = ds["attribution"].sel({"method": "guided-backprop", "interpolation": "none"}).values
+    values = (
+        ds["attribution"].sel(attribution_method="guided-backprop", interpolation="none").values
+    )
     torch.testing.assert_close(torch.from_numpy(values), guided)
 
 
@@ -136,7 +156,7 @@ def test_default_methods_put_gradcam_where_cam_is_undefined(tiny_model: nn.Modul
     assert cam_applies(tiny_model, (16, 16), "network.features")
     assert not cam_applies(tiny_model, (16, 16), "network.features.stage1")  # not pooled
     ds = explain(tiny_model, 0.05 * torch.randn(2, 16, 16))
-    assert list(ds["method"].values) == ["cam", "hirescam", "layercam"]
+    assert list(ds["attribution_method"].values) == ["cam", "hirescam", "layercam"]
     torch.manual_seed(0)
     small = {"channels": 2, "span": 15, "reach": 20, "wake": 4, "hidden": 8}
     net = PhysicalSurrogate(TransportNet(**small, source=True, even=True, tau=0.0)).eval()
@@ -145,7 +165,7 @@ def test_default_methods_put_gradcam_where_cam_is_undefined(tiny_model: nn.Modul
     assert default_layer(net, (16, 16)) == "network.source"
     assert default_methods(net, (16, 16), "network.source") == ("gradcam", "hirescam", "layercam")
     ds = explain(net, 0.05 * torch.randn(2, 16, 16))
-    assert list(ds["method"].values) == ["gradcam", "hirescam", "layercam"]
+    assert list(ds["attribution_method"].values) == ["gradcam", "hirescam", "layercam"]
     # every method that applies, the evaluation's default: all of them, CAM only where defined
     every = every_method(net, (16, 16))
     assert "cam" not in every
@@ -157,7 +177,7 @@ def test_a_single_name_is_one_name_not_its_letters(tiny_model: nn.Module) -> Non
     """``interpolation="none"`` once read as the modes n, o, n, e; a lone method name alike."""
     x = 0.05 * torch.randn(2, 16, 16)
     ds = explain(tiny_model, x, methods="hirescam", interpolation="none")
-    assert list(ds["method"].values) == ["hirescam"]
+    assert list(ds["attribution_method"].values) == ["hirescam"]
     assert list(ds["interpolation"].values) == ["none"]
     listed = explain(tiny_model, x, methods=["hirescam"], interpolation=["none"])
     torch.testing.assert_close(

@@ -105,7 +105,12 @@ def test_explainer_reports_completeness_per_design(tiny_model: nn.Module) -> Non
     assert ds["ig_residual"].shape == (5,)
     y = ds["prediction"].values
     f_b = tiny_model(blurred(x[:, None])).detach().numpy()
-    total = ds["attribution"].sel({"method": "integrated-gradients"}).sum(("y", "x")).values[:, 0]
+    total = (
+        ds["attribution"]
+        .sel(attribution_method="integrated-gradients")
+        .sum(("y", "x"))
+        .values[:, 0]
+    )
     np.testing.assert_allclose(total - (y - f_b), ds["ig_residual"].values, atol=1e-6)
     # the unattributed remainder is carried explicitly: the blurred design's own prediction
     np.testing.assert_allclose(ds["ig_reference_prediction"].values, f_b, rtol=1e-6)

@@ -96,7 +96,7 @@ def test_identical_methods_share_one_row(case, drawn) -> None:
 def test_different_maps_keep_their_own_rows(case, drawn) -> None:
     maps, design = case
     changed = maps.copy(deep=True)
-    changed["attribution"].loc[{"method": "hirescam"}] *= 1.001
+    changed["attribution"].loc[{"attribution_method": "hirescam"}] *= 1.001
     fig = drawn(changed, design)
     assert len(titled(fig, "cam = gradcam")) == 2
     assert not titled(fig, "cam = hirescam")

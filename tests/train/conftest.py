@@ -1,4 +1,5 @@
-"""Shared fixtures of the command-line tests: the smoke config and a tiny valid campaign."""
+"""Shared fixtures of the command-line tests: the smoke config, a tiny valid campaign and a
+model fitted on it."""
 
 from __future__ import annotations
 
@@ -30,6 +31,19 @@ def campaign_ds() -> xr.Dataset:
 def campaign_file(tmp_path_factory: pytest.TempPathFactory, campaign_ds: xr.Dataset) -> Path:
     """A valid campaign file; tests must not modify it."""
     return write_campaign(campaign_ds, tmp_path_factory.mktemp("campaign") / "campaign.nc")
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory, smoke: Path, campaign_file: Path) -> Path:
+    """The smoke model (gap head, 16x16) fitted on ``campaign_file`` for the configured 2
+    epochs; its best checkpoint. Tests must not modify it."""
+    from train.cli import main
+
+    run_dir = tmp_path_factory.mktemp("explain-fit") / "run"
+    args = ["fit", "--config", str(smoke), "--data.path", str(campaign_file)]
+    assert main([*args, "--run_dir", str(run_dir)]) == 0
+    (best,) = (run_dir / "checkpoints").glob("best-*.ckpt")
+    return best
 
 
 @pytest.fixture

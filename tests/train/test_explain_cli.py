@@ -21,16 +21,6 @@ from train.explain_command import campaign_physics, design_facts
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory, smoke: Path, campaign_file: Path) -> Path:
-    """The smoke model (gap head, 16x16), fitted for the configured 2 epochs."""
-    run_dir = tmp_path_factory.mktemp("explain-fit") / "run"
-    args = ["fit", "--config", str(smoke), "--data.path", str(campaign_file)]
-    assert main([*args, "--run_dir", str(run_dir)]) == 0
-    (best,) = (run_dir / "checkpoints").glob("best-*.ckpt")
-    return best
-
-
 def run(checkpoint: Path, data: Path, out: Path, *extra: str) -> int:
     args = ["explain", "--checkpoint", str(checkpoint), "--data", str(data), "--out", str(out)]
     return main([*args, *extra])
@@ -44,7 +34,7 @@ def test_maps_file_matches_the_python_api(
     assert run(checkpoint, campaign_file, out, *extra, "--batch-size", "4") == 0
     with xr.open_dataset(out, engine="h5netcdf") as ds:
         assert list(ds["sample"].values) == [3, 4, 5, 6, 7, 8]
-        assert list(ds["method"].values) == ["cam", "hirescam", "layercam", "gradient"]
+        assert list(ds["attribution_method"].values) == ["cam", "hirescam", "layercam", "gradient"]
         assert list(ds["interpolation"].values) == ["none", "bilinear"]
         assert ds["attribution"].shape == (6, 4, 2, 16, 16)
         assert ds["attribution_native"].dims == ("sample", "layer_method", "y_layer", "x_layer")
