@@ -171,11 +171,6 @@ def test_checkpoint_split_on_another_campaign_is_refused_up_front(
     assert not run_dir.exists()  # refused before Lightning made a run folder
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="CampaignDataModule.load_state_dict refuses the checkpoint's split on another "
-    "campaign even for predict, which does not use the split (data/datamodule.py)",
-)
 def test_predict_on_another_campaign_of_the_same_grid(
     run: Path, smoke: Path, campaign_file: Path, tmp_path: Path
 ) -> None:
