@@ -63,6 +63,22 @@ def quiet_lightning() -> Iterator[None]:
                 logger.removeFilter(drop)
 
 
+def _atomic_checkpoint_io() -> type:
+    from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+
+    from data.atomic import atomic_path
+
+    class AtomicCheckpointIO(TorchCheckpointIO):
+        """Checkpoints written to a temporary name and renamed: a run killed while saving
+        keeps its previous ``last.ckpt``, the resume point, whole."""
+
+        def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
+            with atomic_path(path) as tmp:
+                super().save_checkpoint(checkpoint, tmp, storage_options)
+
+    return AtomicCheckpointIO
+
+
 def _lightning_cli() -> Any:
     """The LightningCLI subclass; imported lazily so ``simulate`` starts fast."""
     from jsonargparse import ActionYesNo
@@ -73,6 +89,8 @@ def _lightning_cli() -> Any:
     from data.datamodule import CampaignDataModule
     from surrogate.module import SurrogateModule
     from train.callbacks import RunArtifacts
+
+    AtomicCheckpointIO = _atomic_checkpoint_io()
 
     class SurrogateCLI(LightningCLI):
         def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
@@ -141,6 +159,7 @@ def _lightning_cli() -> Any:
     last = ModelCheckpoint(filename="last", save_top_k=1, enable_version_counter=False)
     defaults = {
         "callbacks": [best, last],
+        "plugins": [AtomicCheckpointIO()],
         "accelerator": "auto",
         "devices": 1,
         "log_every_n_steps": 20,
@@ -214,6 +233,7 @@ def _check_inputs(config: Any, subcommand: str | None = None) -> None:
     ``--ckpt_path`` with ``torch.load`` and the ``grid_shape`` link reads the campaign with
     plain h5py, and both would fail with a traceback on a foreign or damaged file.
     """
+    from data.atomic import check_folder
     from data.campaign import open_campaign
     from data.errors import CampaignError
 
@@ -228,6 +248,8 @@ def _check_inputs(config: Any, subcommand: str | None = None) -> None:
             "--data.simulate_samples to generate one)"
         )
     ckpt_path = config.get("ckpt_path")
+    run_dir = Path(config.get("run_dir"))
+    check_folder(run_dir, create=True, output=Path(f"--run_dir {run_dir}"))
     if subcommand == "fit":
         _check_run_dir(Path(config.get("run_dir")), ckpt_path, bool(config.get("overwrite")))
     if ckpt_path is None:

@@ -51,6 +51,52 @@ def test_fit_refuses_a_folder_that_holds_a_run(
     assert (last.read_bytes(), sorted(p.name for p in run.iterdir())) == before
 
 
+def test_an_unwritable_run_folder_is_refused_before_any_work(
+    smoke: Path, campaign_file: Path, tmp_path: Path, monkeypatch, error_line
+) -> None:
+    import os
+
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o555)
+    real = os.access  # root writes everywhere: let the check see an ordinary user's view
+    monkeypatch.setattr(os, "access", lambda p, m: Path(p) != locked and real(p, m))
+    for command in ("fit", "test"):
+        args = fit_args(smoke, campaign_file, locked / "run")
+        if command == "test":
+            args += ["--ckpt_path", str(tmp_path / "none.ckpt")]
+        assert main([command, *args]) == 2
+        error_line("--run_dir", "locked is not writable")
+    assert list(locked.iterdir()) == []
+
+
+def test_a_checkpoint_whose_save_fails_keeps_the_previous_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lightning writes checkpoints through an atomic plug-in: a save that dies half-way (a
+    kill, a full disk) leaves the previous last.ckpt, the resume point, whole."""
+    import lightning.fabric.plugins.io.torch_io as torch_io
+
+    from train.lightning import _atomic_checkpoint_io
+
+    io = _atomic_checkpoint_io()()
+    path = tmp_path / "last.ckpt"
+    io.save_checkpoint({"weights": torch.ones(3)}, path)
+    before = path.read_bytes()
+
+    def dies_half_way(checkpoint, filepath):  # Lightning's writer, killed mid-write
+        Path(filepath).write_bytes(before[: len(before) // 2])
+        raise OSError("the process died while saving")
+
+    monkeypatch.setattr(torch_io, "_atomic_save", dies_half_way)
+    with pytest.raises(OSError, match="died"):
+        io.save_checkpoint({"weights": torch.zeros(3)}, path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
+    with pytest.raises(OSError, match="died"):  # what Lightning's own writer leaves
+        torch_io.TorchCheckpointIO().save_checkpoint({"weights": torch.zeros(3)}, path)
+    assert path.read_bytes() != before
+
+
 def test_fit_refuses_a_folder_with_only_logs(
     smoke: Path, campaign_file: Path, tmp_path: Path, error_line: Callable[..., str]
 ) -> None:
