@@ -23,7 +23,7 @@ from explain.catalogue import METHOD_DIM, METHODS, resolve_methods
 from explain.gradient import INPUT_FORMULAS, LAYER_FORMULAS, gradient_maps
 from explain.guided import guided_backprop, guided_gradcam
 from explain.hooks import captured, eval_mode, zeroed_layer
-from explain.inputs import roughness_batch
+from explain.inputs import check_model, roughness_batch
 from explain.interpolation import MODES, upsample
 from explain.layers import candidate_layers, default_layer, find_layer, pyramid_layers
 from explain.path import integrated_gradients
@@ -182,6 +182,7 @@ class Explainer:
         self.device = torch.device(device) if device else model_device(model)
         self.model = model.to(self.device)
         self.shape = (int(shape[0]), int(shape[1]))
+        check_model(self.model, self.shape)
         # one name where a sequence is expected is one name, not its letters
         interpolation = [interpolation] if isinstance(interpolation, str) else interpolation
         methods = [methods] if isinstance(methods, str) else methods

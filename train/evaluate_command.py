@@ -192,7 +192,7 @@ def _designs(inputs: Inputs, split: str, samples: int | None) -> tuple[np.ndarra
     With ground truth and the campaign's saturation level ``omega_s``, also each design's
     ``|w(p*)| / omega_s`` (``"saturation"``), recovered from ``max_vorticity``.
     """
-    ids = inputs.select(split, flag="--split")[:samples]
+    ids = inputs.select(split, flag="--split", limit=samples)
     campaign = inputs.campaign
     designs = {
         "roughness": campaign["roughness"][ids].values,

@@ -137,6 +137,30 @@ def test_bad_arguments_are_one_line_errors(kwargs: dict, message: str) -> None:
     assert "\n" not in str(err.value)
 
 
+def test_the_python_api_validates_like_the_command_line() -> None:
+    """NaN heights, NaN weights and a grid the model was not trained on: one-line errors."""
+    from explain.evaluation.protocol import evaluate
+
+    x = 0.05 * torch.randn(3, 16, 16)
+    bad = x.clone()
+    bad[1, 2, 3] = float("nan")
+    with pytest.raises(InputError, match=r"roughness has NaN or Inf values \(first in design 1\)"):
+        explain(model(), bad)
+    with pytest.raises(InputError, match="NaN or Inf"):
+        evaluate(model(), bad.numpy(), ["gradient"], steps=2, sanity_samples=0)
+    net = model()
+    with torch.no_grad():
+        net.network.fc.weight[0, 0] = float("inf")
+    with pytest.raises(InputError, match=r"model weight 'network\.fc\.weight' has NaN or Inf"):
+        explain(net, x)
+    net = model()
+    net.grid_shape = (32, 32)  # what a checkpoint records
+    with pytest.raises(InputError, match="grid is 16x16 but the model was trained on 32x32"):
+        explain(net, x)
+    with pytest.raises(InputError, match="must be \\(batch, y, x\\) or \\(batch, 1, y, x\\)"):
+        explain(model(), x[:, None].expand(3, 2, 16, 16))  # two channels
+
+
 def test_layer_maps_must_lie_on_the_roughness_grid() -> None:
     """A network whose layers cover the patch plus the wake has no layer map to draw."""
     from surrogate.transport import TransportNet

@@ -125,6 +125,26 @@ def test_design_facts_carry_the_peak_and_the_vortex(campaign_ds: xr.Dataset) -> 
     assert (facts.peak, facts.vorticity, facts.contribution) == (None, None, None)
 
 
+def test_only_the_selected_designs_are_read(
+    checkpoint: Path, campaign_ds: xr.Dataset, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A NaN in a design that is not selected does not stop the command (it is never read);
+    in a selected one it is refused, naming the design."""
+    values = campaign_ds.roughness.values.copy()
+    values[40, 3, 4] = np.nan
+    data = tmp_path / "one-bad-design.nc"
+    write_campaign(campaign_ds.assign(roughness=campaign_ds.roughness.copy(data=values)), data)
+    assert (
+        run(checkpoint, data, tmp_path / "first.nc", "--samples", "4", "--methods", "gradient") == 0
+    )
+    capsys.readouterr()
+    assert run(checkpoint, data, tmp_path / "bad.nc", "--samples", "38:42") == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err
+    assert "'roughness' has NaN or Inf values (first at sample index 40)" in err
+    assert not (tmp_path / "bad.nc").exists()
+
+
 @pytest.fixture(scope="module")
 def other_grid(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("grid")
