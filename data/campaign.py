@@ -95,6 +95,20 @@ def check_split_campaign(expected: str | None, path: str | Path, source: str) ->
         )
 
 
+SAMPLE_ID_ATTRS = {"units": "1", "long_name": "the design's own id in the campaign (its 'sample')"}
+POSITION_ATTRS = {"units": "1", "long_name": "position of the design in the campaign (0-based)"}
+
+
+def sample_ids(ds: xr.Dataset, positions: np.ndarray) -> np.ndarray:
+    """The campaign's own ids (its ``sample`` coordinate) of the designs at ``positions``;
+    the positions themselves where the campaign has no such coordinate. Every output carries
+    both: ``sample`` (the position, which selects the design) and ``sample_id``."""
+    positions = np.asarray(positions, dtype=np.int64)
+    if "sample" not in ds.coords:
+        return positions
+    return np.asarray(ds["sample"].values)[positions]
+
+
 def software_version() -> str:
     """Installed version of ``roughness-surrogate``, or ``"unknown"`` outside an install."""
     try:

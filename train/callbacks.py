@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from data.atomic import atomic_path
+from data.campaign import POSITION_ATTRS, SAMPLE_ID_ATTRS, sample_ids
 from data.provenance import cf_attrs, provenance
 
 
@@ -78,7 +79,8 @@ class RunArtifacts(L.Callback):
 
     def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """``predictions.nc``: a prediction per design of the campaign, in file order (the
-        datamodule's predict set), on the campaign's sample ids, with units, long names and
+        datamodule's predict set): ``sample`` their positions, ``sample_id`` the campaign's
+        own ids, with units, long names and
         CF and provenance global attributes (checkpoint and campaign with their sha256)."""
         if not trainer.is_global_zero or not self._pred:
             return
@@ -87,8 +89,8 @@ class RunArtifacts(L.Callback):
         pred = torch.cat(self._pred).numpy()
         campaign = Path(trainer.datamodule.hparams.path)
         with xr.open_dataset(campaign, engine="h5netcdf") as found:
-            n = found.sizes["sample"]
-            ids = found["sample"].values if "sample" in found.coords else np.arange(n)
+            positions = np.arange(len(pred))
+            ids = sample_ids(found, positions)
         ckpt = trainer.ckpt_path
         known = ckpt is not None and Path(ckpt).is_file()
         inputs = provenance(ckpt if known else None, campaign)
@@ -97,7 +99,7 @@ class RunArtifacts(L.Callback):
         described = cf_attrs(
             "surrogate predictions of the maximum wake vorticity",
             "predict",
-            f"CNN surrogate {Path(ckpt).name if ckpt else '(no checkpoint)'} "
+            f"surrogate {Path(ckpt).name if ckpt else '(no checkpoint)'} "
             "(roughness -> max vorticity)",
         )
         ds = xr.Dataset(
@@ -109,11 +111,8 @@ class RunArtifacts(L.Callback):
                 )
             },
             coords={
-                "sample": (
-                    "sample",
-                    ids[: len(pred)],
-                    {"units": "1", "long_name": "sample id of the design in the campaign"},
-                )
+                "sample": ("sample", positions, POSITION_ATTRS),
+                "sample_id": ("sample", ids, SAMPLE_ID_ATTRS),
             },
             attrs={**described, **inputs},
         )

@@ -145,7 +145,7 @@ def demo_command(args: Sequence[str]) -> int:
     scored = [*methods, "gradient", "gradient-x-input", *guided, *NULL_REFERENCES]
     ev, rec = evaluate_designs(
         best, campaign, scores, methods=scored, samples=32, steps=20, sanity_samples=4,
-        overwrite=True,
+        overwrite=True, echo=False,
     )  # fmt: skip
     print(f"\nrun folder: {log_dir}")
     print(f"best checkpoint: {best}")

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from data.atomic import check_outputs
+from data.campaign import sample_ids
 from data.errors import InputError
 from data.physics import PhysicsParams
 from data.provenance import provenance
@@ -18,9 +19,13 @@ from explain.api import DEFAULT_METHODS
 from explain.evaluation.road import ROAD_PERCENTAGES
 from train.inputs import Inputs, open_inputs, options_parser, resolve_device, split_names
 
-# layers.csv is written only with ground truth, but an earlier one is never silently left beside
-# new scores: it is refused like the others without --overwrite
-OUTPUTS = ("scores.md", "scores.csv", "scores.nc", "summary.json", "layers.csv")
+# every file evaluate may write, plots included: each is refused without --overwrite, and one
+# an earlier run wrote that this run does not (layers.csv needs ground truth, cascade.* the
+# sanity checks) is removed with --overwrite, so no stale result sits beside new scores
+OUTPUTS = (
+    "scores.md", "scores.csv", "scores.nc", "summary.json", "layers.csv",
+    *(f"{plot}.{ext}" for plot in ("curves", "cascade", "layers") for ext in ("png", "pdf")),
+)  # fmt: skip
 
 
 def evaluate_parser() -> argparse.ArgumentParser:
@@ -131,11 +136,12 @@ def evaluate_designs(
     seed: int = 0,
     device: str = "auto",
     overwrite: bool = False,
+    echo: bool = True,
 ):
     """Score ``methods`` on the ``split`` designs of a campaign and write the results to ``out``.
 
     Writes ``scores.md/.csv/.nc``, ``summary.json`` and the plots, and with ground truth and
-    ``layer_sweep`` also ``layers.csv``; returns the
+    ``layer_sweep`` also ``layers.csv``; ``echo`` prints the score table. Returns the
     :class:`~explain.evaluation.protocol.Evaluation` and its recommendation.
     """
     from explain.evaluation.protocol import evaluate
@@ -161,7 +167,7 @@ def evaluate_designs(
     with open_inputs(Path(checkpoint), Path(data)) as inputs:
         ids, designs = _designs(inputs, split, samples)
     model = inputs.model.to(resolve_device(device))
-    start = time.perf_counter()
+    start, start_wall = time.perf_counter(), time.time()
     ev = evaluate(
         model, designs["roughness"], methods and list(methods), truth=designs.get("truth"),
         peak_margin=designs.get("margin"), saturation=designs.get("saturation"),
@@ -180,8 +186,12 @@ def evaluate_designs(
         wall_seconds=round(seconds, 1),
     )
     out.mkdir(parents=True, exist_ok=True)
-    write_results(ev, rec, ids, out)
-    print(markdown_table(ev, rec))
+    write_results(ev, rec, ids, out, designs["sample_id"])
+    written = start_wall - 1
+    for stale in (p for p in outputs if p.exists() and p.stat().st_mtime < written):
+        stale.unlink()
+    if echo:
+        print(markdown_table(ev, rec))
     print(f"\nresults in {out}/ ({seconds:.0f} s)")
     return ev, rec
 
@@ -195,6 +205,7 @@ def _designs(inputs: Inputs, split: str, samples: int | None) -> tuple[np.ndarra
     ids = inputs.select(split, flag="--split", limit=samples)
     campaign = inputs.campaign
     designs = {
+        "sample_id": sample_ids(campaign, ids),
         "roughness": campaign["roughness"][ids].values,
         "target_std": float(np.std(campaign["max_vorticity"].values)),
     }

@@ -125,7 +125,7 @@ def input_cell_size(shape: tuple[int, int], data: Path | None) -> tuple[float, s
     from data.physics import PhysicsParams
 
     if data is not None:
-        with open_campaign(data) as campaign:
+        with open_campaign(data, check_values=False) as campaign:  # only the coordinates
             xs = campaign["x"].values if "x" in campaign.coords else np.zeros(0)
         if len(xs) > 1:
             return float(xs[1] - xs[0]), f"from {data}"
@@ -187,6 +187,12 @@ def explain_designs(
 
     with open_inputs(checkpoint, data) as inputs:
         selected = inputs.select(samples)
+        if plots is not None and plot_samples:  # the figures too, before any work
+            figures = [design_stem(Path(plots), i) for i in selected[:plot_samples]]
+            check_outputs(
+                [f.with_name(f"{f.name}.{ext}") for f in figures for ext in ("png", "pdf")],
+                overwrite, new_folder=True, inputs=[checkpoint, data],
+            )  # fmt: skip
         explainer = Explainer(
             inputs.model,
             inputs.shape,
@@ -209,6 +215,7 @@ def explain_designs(
 def _write_maps(inputs: Inputs, explainer, selected: np.ndarray, paths, batch_size, overwrite):
     """Stream the maps of the ``selected`` designs to ``out``, self-described (CF): positions
     of every grid, units and long names, provenance of the checkpoint and the campaign."""
+    from data.campaign import POSITION_ATTRS, SAMPLE_ID_ATTRS, sample_ids
     from data.provenance import cf_attrs, provenance
     from explain.io import with_positions, write_batches
 
@@ -220,7 +227,7 @@ def _write_maps(inputs: Inputs, explainer, selected: np.ndarray, paths, batch_si
     described = cf_attrs(
         "attribution maps of a surrogate of the maximum wake vorticity",
         "explain",
-        f"CNN surrogate {checkpoint.name} (roughness -> max vorticity), explained by "
+        f"surrogate {checkpoint.name} (roughness -> max vorticity), explained by "
         f"roughness-surrogate {inputs_attrs['software_version']}",
     )
     start_time = time.perf_counter()
@@ -228,8 +235,11 @@ def _write_maps(inputs: Inputs, explainer, selected: np.ndarray, paths, batch_si
     def batches():
         for ds in explainer.batches(_Slice(roughness, selected), batch_size, progress=True):
             ids = selected[ds["sample"].values]
-            ds = with_positions(ds.assign_coords(sample=ids), ys, xs, units)
-            ds["sample"].attrs.update(units="1", long_name="index of the design in the campaign")
+            own = sample_ids(inputs.campaign, ids)
+            ds = ds.assign_coords(sample=ids, sample_id=("sample", own))
+            ds = with_positions(ds, ys, xs, units)
+            ds["sample"].attrs.update(POSITION_ATTRS)
+            ds["sample_id"].attrs.update(SAMPLE_ID_ATTRS)
             ds["simulated"] = ("sample", simulated[ids].values)
             ds["simulated"].attrs.update(units="U_e/delta", long_name="simulated max vorticity")
             explainer.check_cam()
@@ -315,6 +325,11 @@ def campaign_physics(campaign) -> VorticityModel | None:
     return VorticityModel(params)
 
 
+def design_stem(folder: Path, sample: int) -> Path:
+    """Where the figure of design ``sample`` goes (``.png`` and ``.pdf`` are added)."""
+    return folder / f"design-{int(sample):05d}"
+
+
 def plot_designs(maps_path: Path, campaign, folder: Path, count: int) -> list[Path]:
     """Figures of the first ``count`` designs of a ``surrogate explain`` output."""
     import xarray as xr
@@ -330,7 +345,7 @@ def plot_designs(maps_path: Path, campaign, folder: Path, count: int) -> list[Pa
             written += attribution_figure(
                 maps.sel(sample=sample).load(),
                 design_facts(campaign, int(sample), physics),
-                folder / f"design-{int(sample):05d}",
+                design_stem(folder, int(sample)),
                 title=f"design {int(sample)}",
                 min_margin=MIN_MARGIN,
             )

@@ -175,7 +175,7 @@ def _described(dims: tuple[str, ...], values: np.ndarray, long_name: str) -> tup
     return dims, np.asarray(values, dtype=np.float32), {**_ONE, "long_name": long_name}
 
 
-def scores_dataset(ev, ids: np.ndarray) -> xr.Dataset:
+def scores_dataset(ev, ids: np.ndarray, sample_ids: np.ndarray | None = None) -> xr.Dataset:
     """``scores.nc``: every per-design score ``(attribution_method, sample)``, the mean
     deletion/insertion curves and the randomisation similarities, each with ``units`` (all
     dimensionless: "1") and ``long_name``; CF and provenance global attributes."""
@@ -195,7 +195,12 @@ def scores_dataset(ev, ids: np.ndarray) -> xr.Dataset:
             )  # fmt: skip
     coords = {
         METHOD_DIM: (METHOD_DIM, ev.methods, {**_ONE, "long_name": "attribution method"}),
-        "sample": ("sample", ids, {**_ONE, "long_name": "index of the design in the campaign"}),
+        "sample": ("sample", ids, {**_ONE, "long_name": "position of the design in the campaign"}),
+        "sample_id": (
+            "sample",
+            ids if sample_ids is None else sample_ids,
+            {**_ONE, "long_name": "the design's own id in the campaign (its 'sample')"},
+        ),
         "step": (
             "step",
             np.linspace(0, 1, s["steps"] + 1),
@@ -226,14 +231,16 @@ def scores_dataset(ev, ids: np.ndarray) -> xr.Dataset:
     described = cf_attrs(
         "attribution methods of a surrogate scored",
         "evaluate",
-        f"CNN surrogate {Path(str(s.get('checkpoint', ''))).name} (roughness -> max vorticity), "
+        f"surrogate {Path(str(s.get('checkpoint', ''))).name} (roughness -> max vorticity), "
         f"its attribution maps scored by roughness-surrogate {software_version()}",
     )
     attrs = {**described, "software_version": software_version(), **attrs}
     return xr.Dataset(data, coords=coords, attrs=attrs)
 
 
-def write_results(ev, rec, ids: np.ndarray, folder: Path) -> None:
+def write_results(
+    ev, rec, ids: np.ndarray, folder: Path, sample_ids: np.ndarray | None = None
+) -> None:
     """scores.md/.csv/.nc, summary.json, the plots and, after a layer sweep, layers.csv.
 
     Each file is written atomically.
@@ -259,7 +266,7 @@ def write_results(ev, rec, ids: np.ndarray, folder: Path) -> None:
         rows = [list(r.row().values()) for r in ev.layers]
         _write_csv(folder / LAYERS_CSV, list(keys.LAYER_COLUMNS), rows)
     with atomic_path(folder / "scores.nc") as tmp:
-        scores_dataset(ev, ids).to_netcdf(tmp, engine="h5netcdf")
+        scores_dataset(ev, ids, sample_ids).to_netcdf(tmp, engine="h5netcdf")
     summary = {
         "settings": s,
         "table": ev.table,

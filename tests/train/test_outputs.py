@@ -96,10 +96,18 @@ def test_predictions_file(
     path = run_dir / "version_0" / "predictions.nc"
     check_described(path, checkpoint, relabelled, "predict")
     with xr.open_dataset(path, engine="h5netcdf") as ds:
-        np.testing.assert_array_equal(ds["sample"].values, ids)
+        np.testing.assert_array_equal(ds["sample"].values, np.arange(len(ids)))  # positions
+        np.testing.assert_array_equal(ds["sample_id"].values, ids)  # the campaign's own ids
         assert ds.attrs["checkpoint"] == str(checkpoint)
     with h5py.File(path, "r") as f:
-        np.testing.assert_array_equal(f["sample"][:], ids)
+        np.testing.assert_array_equal(f["sample_id"][:], ids)
+    # the maps and scores of the relabelled campaign carry its ids the same way
+    maps = tmp_path / "maps.nc"
+    explain = ["explain", "--checkpoint", str(checkpoint), "--data", str(relabelled)]
+    assert main([*explain, "--out", str(maps), "--methods", "gradient", "--samples", "3,5"]) == 0
+    with xr.open_dataset(maps, engine="h5netcdf") as ds:
+        np.testing.assert_array_equal(ds["sample"].values, [3, 5])
+        np.testing.assert_array_equal(ds["sample_id"].values, ids[[3, 5]])
 
 
 @pytest.mark.slow
@@ -114,5 +122,29 @@ def test_scores_file(checkpoint: Path, campaign_file: Path, tmp_path: Path) -> N
         cam = ds["gt_spearman_input"].sel(attribution_method="cam")
         assert cam.dims == ("sample",)
         np.testing.assert_array_equal(ds["sanity_sample"].values, ds["sample"].values[:2])
+        np.testing.assert_array_equal(ds["sample_id"].values, ds["sample"].values)
         assert ds["cascade_similarity"].dims[0] == "attribution_method"
         assert ds["deletion_auc_smooth-wall"].attrs["units"] == "1"
+
+
+def test_figures_are_outputs_too(
+    checkpoint: Path, campaign_file: Path, tmp_path: Path, error_line
+) -> None:
+    """An earlier figure is refused like any output without --overwrite, before any work."""
+    figures = tmp_path / "figures"
+    figures.mkdir()
+    (figures / "design-00004.pdf").write_bytes(b"earlier")
+    maps = tmp_path / "maps.nc"
+    args = ["explain", "--checkpoint", str(checkpoint), "--data", str(campaign_file)]
+    plots = ["--out", str(maps), "--samples", "3:6", "--plots", str(figures)]
+    assert main([*args, *plots, "--methods", "gradient"]) == 2
+    error_line("design-00004.pdf", "--overwrite")
+    assert not maps.exists()
+    assert (figures / "design-00004.pdf").read_bytes() == b"earlier"
+    scores = tmp_path / "scores"
+    scores.mkdir()
+    (scores / "curves.png").write_bytes(b"earlier")
+    args = ["evaluate", "--checkpoint", str(checkpoint), "--data", str(campaign_file)]
+    assert main([*args, "--out", str(scores), "--samples", "2"]) == 2
+    error_line("curves.png", "--overwrite")
+    assert sorted(p.name for p in scores.iterdir()) == ["curves.png"]
