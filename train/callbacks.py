@@ -153,4 +153,5 @@ class RunArtifacts(L.Callback):
 
         parity_plot(true, pred, metrics.get("test/r2", float("nan")), out / "parity")
         residual_histogram(pred - true, out / "residuals")
-        np.savez(out / "test_predictions.npz", predicted=pred, simulated=true)
+        with atomic_path(out / "test_predictions.npz") as tmp, tmp.open("wb") as f:
+            np.savez(f, predicted=pred, simulated=true)
