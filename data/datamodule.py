@@ -76,7 +76,10 @@ def split_indices(
 ) -> dict[str, np.ndarray]:
     """Disjoint train/val/test index arrays from a seeded permutation of ``range(n)``."""
     if not np.isclose(sum(fractions), 1.0) or min(fractions) < 0:
-        raise ValueError(f"split fractions must be >= 0 and sum to 1, got {fractions}")
+        raise InputError(
+            f"--data.fractions {list(fractions)}: expected three train/val/test fractions >= 0 "
+            "that sum to 1"
+        )
     order = np.random.default_rng(seed).permutation(n)
     n_val, n_test = round(fractions[1] * n), round(fractions[2] * n)
     n_train = n - n_val - n_test
@@ -85,6 +88,50 @@ def split_indices(
         "val": np.sort(order[n_train : n_train + n_val]),
         "test": np.sort(order[n_train + n_val :]),
     }
+
+
+def _check_settings(**settings: Any) -> None:
+    """One-line errors naming the ``data.*`` option, before anything is read or simulated."""
+    lowest = {"batch_size": 1, "num_workers": 0, "size": 4, "simulate_samples": 1}
+    lowest |= {"train_samples": 1, "in_memory_limit_mb": 0}
+    for name, low in lowest.items():
+        value = settings[name]
+        if value is not None and not value >= low:
+            raise InputError(f"--data.{name} {value}: expected at least {low}")
+    fractions = tuple(settings["fractions"])
+    if len(fractions) != 3 or min(fractions) < 0 or not np.isclose(sum(fractions), 1.0):
+        raise InputError(
+            f"--data.fractions {list(fractions)}: expected three train/val/test fractions >= 0 "
+            "that sum to 1"
+        )
+    if fractions[0] <= 0 or fractions[1] <= 0:
+        raise InputError(
+            f"--data.fractions {list(fractions)}: the train and validation fractions must be > 0"
+        )
+
+
+# designs each split needs: two to train on (a spread to normalise by), one to validate, one
+# to test (only where testing)
+MIN_SPLIT = {"train": 2, "val": 1, "test": 1}
+
+
+def check_split_sizes(
+    splits: dict[str, np.ndarray], path: object, fractions: Any, stage: str | None
+) -> None:
+    """Refuse a split too small for ``stage`` (``fit``, ``validate``, ``test``; ``predict``
+    uses none), naming the campaign and the fractions."""
+    needed = {"fit": ("train", "val"), None: ("train", "val"), "validate": ("val",)}
+    needed["test"] = ("test",)
+    short = [k for k in needed.get(stage, ()) if len(splits[k]) < MIN_SPLIT[k]]
+    if short:
+        n = sum(len(v) for v in splits.values())
+        sizes = ", ".join(f"{k} {len(v)}" for k, v in splits.items())
+        raise InputError(
+            f"{path}: {n} designs split as {sizes} (--data.fractions {list(fractions)}); the "
+            f"{' and '.join(short)} split needs at least "
+            f"{' and '.join(str(MIN_SPLIT[k]) for k in short)}; use a larger campaign or raise "
+            "its fraction"
+        )
 
 
 class CampaignDataModule(L.LightningDataModule):
@@ -123,6 +170,11 @@ class CampaignDataModule(L.LightningDataModule):
         permute_targets: bool = False,
     ) -> None:
         super().__init__()
+        _check_settings(
+            batch_size=batch_size, num_workers=num_workers, size=size,
+            simulate_samples=simulate_samples, train_samples=train_samples,
+            in_memory_limit_mb=in_memory_limit_mb, fractions=fractions,
+        )  # fmt: skip
         self.save_hyperparameters()
         self.splits: dict[str, np.ndarray] | None = None
         self.datasets: dict[str, CampaignDataset] = {}
@@ -159,6 +211,7 @@ class CampaignDataModule(L.LightningDataModule):
             self.splits = split_indices(n, tuple(self.hparams.fractions), self.hparams.split_seed)
             if self.hparams.train_samples is not None:
                 self.splits["train"] = self._subset(self.splits["train"])
+        check_split_sizes(self.splits, self.hparams.path, self.hparams.fractions, stage)
         in_memory = nbytes <= self.hparams.in_memory_limit_mb * 2**20
         for name, idx in self.splits.items():
             targets = self._permuted_targets(idx) if name == "train" else None

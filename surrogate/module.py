@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection, R2Score
 
+from data.errors import InputError
 from surrogate.architectures import network_hparams
 from surrogate.network import RoughnessCNN
 from surrogate.normaliser import PhysicalSurrogate
@@ -41,6 +42,13 @@ class SurrogateModule(L.LightningModule):
         **network: Any,
     ) -> None:
         super().__init__()
+        if not (math.isfinite(lr) and lr > 0) or not (
+            math.isfinite(weight_decay) and weight_decay >= 0
+        ):
+            raise InputError(
+                f"--model.lr {lr} / --model.weight_decay {weight_decay}: expected a learning rate "
+                "> 0 and a weight decay >= 0"
+            )
         self.save_hyperparameters()
         # a checkpoint records every network hyper-parameter, defaults included
         self.hparams.update(network_hparams(architecture, **network))

@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import signal
 import sys
+import threading
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -19,6 +21,8 @@ CKPT_PATH_KEYWORDS = ("best", "last", "hpc", "registry")
 
 # Lightning's lines that say nothing about this run: hardware it did not find, adverts
 QUIET_LOG_PREFIXES = (
+    "\nDetected KeyboardInterrupt",  # said once, by ``surrogate``, with exit status 130
+    "Seed set to",  # the seed is in the run's config.yaml
     "GPU available",
     "TPU available",
     "HPU available",
@@ -35,6 +39,7 @@ QUIET_WARNINGS = (
     r"Checkpoint directory .* exists and is not empty",
 )
 LIGHTNING_LOGGERS = (
+    "lightning.fabric.utilities.seed",
     "lightning.pytorch.utilities.rank_zero",
     "lightning.fabric.utilities.rank_zero",
 )
@@ -47,20 +52,38 @@ class _DropMessages(logging.Filter):
 
 @contextlib.contextmanager
 def quiet_lightning() -> Iterator[None]:
-    """Leave progress and results on the terminal, not Lightning's known noise (restored on
-    exit; other warnings and messages still show)."""
+    """Run Lightning the way the other commands run: progress and results on the terminal,
+    not its known noise (other warnings and messages still show), and Ctrl-C ending in
+    :class:`KeyboardInterrupt` (exit 130 from ``main``) rather than the ``sys.exit(1)`` with
+    which Lightning ends a run it shut down after an interrupt. Restored on exit."""
     drop = _DropMessages()
     loggers = [logging.getLogger(name) for name in LIGHTNING_LOGGERS]
+    interrupted: list[bool] = []
+    previous = signal.getsignal(signal.SIGINT)
+    main_thread = threading.current_thread() is threading.main_thread()
+
+    def on_interrupt(signum, frame):
+        interrupted.append(True)
+        raise KeyboardInterrupt
+
     with warnings.catch_warnings():
         for pattern in QUIET_WARNINGS:
             warnings.filterwarnings("ignore", message=pattern)
         for logger in loggers:
             logger.addFilter(drop)
+        if main_thread and callable(previous):  # not where Ctrl-C is ignored (SIG_IGN)
+            signal.signal(signal.SIGINT, on_interrupt)
         try:
             yield
+        except SystemExit:
+            if interrupted:
+                raise KeyboardInterrupt from None
+            raise
         finally:
             for logger in loggers:
                 logger.removeFilter(drop)
+            if main_thread:
+                signal.signal(signal.SIGINT, previous)
 
 
 def _atomic_checkpoint_io() -> type:
@@ -91,6 +114,7 @@ def _lightning_cli() -> Any:
     from train.callbacks import RunArtifacts
 
     AtomicCheckpointIO = _atomic_checkpoint_io()
+    from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
     class SurrogateCLI(LightningCLI):
         def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
@@ -112,6 +136,7 @@ def _lightning_cli() -> Any:
             parser.link_arguments("data.grid_shape", "model.grid_shape", apply_on="instantiate")
 
         def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+            self.cli_args = list(args) if isinstance(args, (list, tuple)) else []
             usage = io.StringIO()
             try:
                 with warnings.catch_warnings(), contextlib.redirect_stderr(usage):
@@ -125,6 +150,21 @@ def _lightning_cli() -> Any:
                 raise InputError(_parser_error(usage.getvalue(), args)) from None
             subcommand = self.config.get("subcommand")
             _check_inputs(self.config[subcommand] if subcommand else self.config, subcommand)
+
+        def instantiate_classes(self) -> None:
+            # building the model, data module and trainer from a parsed config runs only
+            # their argument checks: what fails there is the configuration, said in one line
+            from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+            try:
+                super().instantiate_classes()
+            except InputError:
+                raise
+            except (ValueError, TypeError, MisconfigurationException) as exc:
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                configs = config_files(self.cli_args)
+                where = f" (config {', '.join(map(str, configs))})" if configs else ""
+                raise InputError(f"invalid configuration: {first}{where}") from None
 
         def before_fit(self) -> None:
             if self._get(self.config, "overwrite"):
@@ -141,6 +181,9 @@ def _lightning_cli() -> Any:
             if trainer_config.get("default_root_dir") is None:
                 kwargs["default_root_dir"] = str(run_dir)
             trainer = super().instantiate_trainer(**kwargs)
+            # checkpoints go through the atomic writer unless the user chose another
+            if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
+                trainer.strategy.checkpoint_io = AtomicCheckpointIO()
             for callback in trainer.checkpoint_callbacks:
                 if callback.dirpath is None:
                     callback.dirpath = str(run_dir / "checkpoints")
@@ -159,7 +202,6 @@ def _lightning_cli() -> Any:
     last = ModelCheckpoint(filename="last", save_top_k=1, enable_version_counter=False)
     defaults = {
         "callbacks": [best, last],
-        "plugins": [AtomicCheckpointIO()],
         "accelerator": "auto",
         "devices": 1,
         "log_every_n_steps": 20,
@@ -235,13 +277,18 @@ def _check_inputs(config: Any, subcommand: str | None = None) -> None:
     """
     from data.atomic import check_folder
     from data.campaign import open_campaign
+    from data.datamodule import check_split_sizes, split_indices
     from data.errors import CampaignError
 
     path = Path(config.get("data.path"))
     grid = None
     if path.exists():
         with open_campaign(path) as ds:
-            grid = (ds.sizes["y"], ds.sizes["x"])
+            grid, n = (ds.sizes["y"], ds.sizes["x"]), ds.sizes["sample"]
+        # the split the data module will draw (a resumed one records the same sizes)
+        fractions = tuple(config.get("data.fractions"))
+        splits = split_indices(n, fractions, config.get("data.split_seed"))
+        check_split_sizes(splits, path, fractions, subcommand)
     elif config.get("data.simulate_samples") is None:
         raise CampaignError(
             f"{path}: campaign file not found (give an existing file, or set "

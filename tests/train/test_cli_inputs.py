@@ -250,3 +250,38 @@ def test_bad_config_files_are_one_line_naming_the_file(
     assert main(["fit", "--config", str(config), "--run_dir", str(run_dir)]) == 2
     error_line("surrogate fit: error:", str(config), expected)
     assert not run_dir.exists()
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (["--data.batch_size", "0"], "--data.batch_size 0: expected at least 1"),
+        (["--data.fractions", "[0.5, 0.5, 0.5]"], "fractions >= 0 that sum to 1"),
+        (["--data.fractions", "[1.0, 0.0, 0.0]"], "the val split needs at least 1"),
+        (["--trainer.max_epochs", "-5"], "`max_epochs` must be a non-negative integer"),
+        (["--model.lr", "-1"], "expected a learning rate > 0"),
+        (["--model.widths", "[0]"], "widths must be positive channel counts"),
+        (["--data.size", "2", "--data.path", "absent.nc"], "--data.size 2: expected at least 4"),
+    ],
+    ids=["batch-size", "fractions-sum", "no-validation", "max-epochs", "lr", "widths", "size"],
+)
+def test_settings_out_of_range_are_one_line(
+    extra: list[str], expected: str, smoke: Path, campaign_file: Path, tmp_path: Path,
+    error_line: Callable[..., str],
+) -> None:  # fmt: skip
+    run_dir = tmp_path / "run"
+    args = ["--config", str(smoke), "--data.path", str(campaign_file), "--run_dir", str(run_dir)]
+    assert main(["fit", *args, *extra]) == 2
+    error_line(expected)
+    assert not run_dir.exists()
+
+
+def test_a_campaign_too_small_to_split_is_one_line(
+    campaign_ds: xr.Dataset, smoke: Path, tmp_path: Path, error_line: Callable[..., str]
+) -> None:
+    one = _write(campaign_ds.isel(sample=slice(0, 1)), tmp_path / "one.nc")
+    run_dir = tmp_path / "run"
+    args = ["--config", str(smoke), "--data.path", str(one), "--run_dir", str(run_dir)]
+    assert main(["fit", *args]) == 2
+    error_line(str(one), "1 designs split as train 1, val 0, test 0", "larger campaign")
+    assert not run_dir.exists()

@@ -70,15 +70,17 @@ def test_an_unwritable_run_folder_is_refused_before_any_work(
 
 
 def test_a_checkpoint_whose_save_fails_keeps_the_previous_one(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, smoke: Path, campaign_file: Path
 ) -> None:
     """Lightning writes checkpoints through an atomic plug-in: a save that dies half-way (a
     kill, a full disk) leaves the previous last.ckpt, the resume point, whole."""
     import lightning.fabric.plugins.io.torch_io as torch_io
 
-    from train.lightning import _atomic_checkpoint_io
+    from train.lightning import run_lightning
 
-    io = _atomic_checkpoint_io()()
+    cli = run_lightning(fit_args(smoke, campaign_file, tmp_path / "run"), run=False)
+    io = cli.trainer.strategy.checkpoint_io  # what fit saves its checkpoints with
+    assert type(io).__name__ == "AtomicCheckpointIO"
     path = tmp_path / "last.ckpt"
     io.save_checkpoint({"weights": torch.ones(3)}, path)
     before = path.read_bytes()
@@ -91,7 +93,7 @@ def test_a_checkpoint_whose_save_fails_keeps_the_previous_one(
     with pytest.raises(OSError, match="died"):
         io.save_checkpoint({"weights": torch.zeros(3)}, path)
     assert path.read_bytes() == before
-    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == ["last.ckpt"]
     with pytest.raises(OSError, match="died"):  # what Lightning's own writer leaves
         torch_io.TorchCheckpointIO().save_checkpoint({"weights": torch.zeros(3)}, path)
     assert path.read_bytes() != before
