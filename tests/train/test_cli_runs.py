@@ -268,3 +268,37 @@ def test_demo_rerun_with_overwrite_leaves_one_best_checkpoint(
     printed = capsys.readouterr().out
     assert f"reusing {out / 'campaign.nc'}" in printed
     assert len(list((out / "run" / "checkpoints").glob("best-*.ckpt"))) == 1
+
+
+def test_ctrl_c_during_fit_exits_130_and_keeps_a_loadable_resume_point(
+    smoke: Path, campaign_file: Path, tmp_path: Path
+) -> None:
+    """Lightning shuts a run down after Ctrl-C and calls sys.exit(1); the command says it
+    was interrupted in one line, exits 130, and last.ckpt still resumes."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from surrogate.checkpoint import load_model
+
+    run_dir = tmp_path / "run"
+    args = fit_args(smoke, campaign_file, run_dir, "--trainer.max_epochs", "100000")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from train.cli import console_main; console_main()", "fit", *args],
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    last = run_dir / "checkpoints" / "last.ckpt"
+    deadline = time.monotonic() + 120
+    while not last.exists():
+        assert proc.poll() is None, proc.stderr.read()
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    lines = [line for line in err.replace("\r", "\n").splitlines() if line.strip()]
+    assert lines[-1] == "surrogate fit: interrupted; outputs left as they were"
+    load_model(last)
