@@ -30,8 +30,9 @@ if TYPE_CHECKING:
     from explain.plots import Design
 
 EXAMPLE = (
-    "example: surrogate explain --checkpoint runs/demo/checkpoints/best.ckpt "
-    "--data campaigns/demo.nc --out maps.nc --methods cam hirescam layercam --samples 0:16 "
+    "example (after 'surrogate demo --out demo-out'): surrogate explain --checkpoint "
+    "demo-out/run/checkpoints/last.ckpt --data demo-out/campaign.nc --out maps.nc --methods "
+    "hirescam integrated-gradients --samples 0:16 "
     "--plots figures/"
 )
 

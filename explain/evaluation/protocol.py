@@ -286,7 +286,13 @@ def evaluate(
         b: {"deletion": zeros.copy(), "insertion": zeros.copy(), "count": np.zeros(len(methods))}
         for b in baselines
     }
-    for start in tqdm(range(0, n, batch_size), desc="scoring", unit="batch", disable=not progress):
+    # counted in design-method pairs and advanced per method, so a batch of many methods
+    # shows its progress instead of sitting at 0/1
+    bar = tqdm(
+        total=n * len(methods), desc=f"scoring {len(methods)} methods", unit="map",
+        disable=not progress,
+    )  # fmt: skip
+    for start in range(0, n, batch_size):
         rows = slice(start, min(start + batch_size, n))
         x = x_all[rows].to(explainer.device)
         _, native = explainer.maps(x)
@@ -300,9 +306,11 @@ def evaluate(
                     native[method].cpu().numpy() if at_layer else None,
                     np.asarray(truth[rows]), np.asarray(peak_margin[rows]), m, rows, out,
                 )  # fmt: skip
+            bar.update(len(x))
         if truth is not None:
             kept = kept_samples(np.asarray(truth[rows]), np.asarray(peak_margin[rows]), MIN_MARGIN)
             _error_budget(s, x, maps, np.asarray(truth[rows], np.float64), kept, rows, out)
+    bar.close()
     mean_curves = {
         b: {k: c[k] / np.maximum(c["count"], 1)[:, None] for k in ("deletion", "insertion")}
         for b, c in curves.items()
