@@ -10,7 +10,7 @@ import h5py
 import numpy as np
 import xarray as xr
 
-from data.atomic import atomic_path, check_outputs
+from data.atomic import atomic_path, check_outputs, check_space
 from data.errors import InputError
 
 _CHUNK_SAMPLES = 16  # HDF5 chunk length along `sample`
@@ -68,8 +68,10 @@ def write_batches(
     """Write ``batches`` (consecutive along ``sample``, ``samples`` in all) to ``path``.
 
     The file appears under a temporary name and is renamed into place only when every
-    batch is written; on any error nothing is left behind. ``final_attrs`` is called at
-    the end, for attributes only known once all batches ran (e.g. a run-time residual).
+    batch is written; on any error nothing is left behind. Once the first batch is known,
+    a file the free space (or the file-size limit) cannot take is refused. ``final_attrs``
+    is called at the end, for attributes only known once all batches ran (e.g. a run-time
+    residual).
     """
     path = Path(path)
     check_outputs([path], overwrite)
@@ -78,6 +80,11 @@ def write_batches(
         variables: dict[str, h5netcdf.Variable] = {}
         for ds in batches:
             if not variables:
+                # the first batch sizes the file: refuse it now if the disk cannot take it
+                per_sample = sum(
+                    v.nbytes for v in {**ds.coords, **ds.data_vars}.values() if "sample" in v.dims
+                ) / max(ds.sizes["sample"], 1)
+                check_space(path, int(per_sample * samples), f"the maps of {samples} designs")
                 f.dimensions = {d: samples if d == "sample" else s for d, s in ds.sizes.items()}
                 for name, var in {**ds.coords, **ds.data_vars}.items():
                     variables[name] = _create(f, str(name), var, var.dims, samples)
