@@ -12,6 +12,7 @@ status 1; Ctrl-C into status 130 with no output left half-written.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -71,6 +72,16 @@ COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
 }
 
 
+def _say(command: str, message: str) -> None:
+    """One line on stderr, on a line of its own: a progress bar the error or the interrupt
+    cut short is closed first (it would otherwise end mid-line, with the message after it)."""
+    tqdm = getattr(sys.modules.get("tqdm"), "tqdm", None)
+    for bar in list(getattr(tqdm, "_instances", ())):
+        with contextlib.suppress(Exception):
+            bar.close()
+    print(f"surrogate {command}: {message}", file=sys.stderr)
+
+
 def main(args: Sequence[str] | None = None) -> int:
     """Entry point of ``surrogate``; returns the exit status (also used by tests)."""
     argv = list(sys.argv[1:] if args is None else args)
@@ -88,7 +99,7 @@ def main(args: Sequence[str] | None = None) -> int:
             run_lightning(argv)
             return 0
     except OutputError as exc:
-        print(f"surrogate {command}: error: {exc}", file=sys.stderr)
+        _say(command, f"error: {exc}")
         if not exc.broken_file:  # refused up front, before any work: like bad input
             return 2
         # a write failed half-way (full disk): HDF5 cannot close such a file, and its
@@ -97,14 +108,14 @@ def main(args: Sequence[str] | None = None) -> int:
         sys.stderr.flush()
         os._exit(1)
     except InputError as exc:
-        print(f"surrogate {command}: error: {exc}", file=sys.stderr)
+        _say(command, f"error: {exc}")
         return 2
     except KeyboardInterrupt:
-        print(f"surrogate {command}: interrupted; outputs left as they were", file=sys.stderr)
+        _say(command, "interrupted; outputs left as they were")
         return 130
     except OSError as exc:  # the environment, not the input: unreadable, unwritable, gone
         name = f"{exc.filename}: " if exc.filename else ""
-        print(f"surrogate {command}: error: {name}{exc.strerror or exc}", file=sys.stderr)
+        _say(command, f"error: {name}{exc.strerror or exc}")
         return 1
     print(
         f"surrogate: error: unknown command {command!r}; choose from "

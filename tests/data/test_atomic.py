@@ -213,3 +213,17 @@ def test_ctrl_c_during_the_write_exits_130_and_keeps_the_earlier_campaign(tmp_pa
     assert "interrupted" in one_line(err)
     assert digest(out) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.nc"]
+
+
+def test_the_message_starts_its_own_line_after_a_progress_bar(capsys):
+    """An error or Ctrl-C in the middle of a progress bar: the bar is closed first, so the
+    message is a line of its own, not the tail of the bar's line."""
+    from tqdm import tqdm
+
+    from train.cli import _say
+
+    bar = tqdm(total=10, file=sys.stderr, desc="explaining")
+    bar.update(3)
+    _say("explain", "interrupted; outputs left as they were")
+    lines = capsys.readouterr().err.replace("\r", "\n").splitlines()
+    assert lines[-1] == "surrogate explain: interrupted; outputs left as they were"
