@@ -150,7 +150,10 @@ def _alive(pid: int) -> bool:
 
 
 def remove_stale(path: Path) -> list[Path]:
-    """Delete the temporary files of ``path`` left by processes that no longer run."""
+    """Delete the temporary files (or folders) of ``path`` left by processes that no longer
+    run."""
+    import shutil
+
     removed = []
     with contextlib.suppress(OSError):
         for candidate in path.parent.glob(f".{path.name}.tmp-*"):
@@ -158,9 +161,33 @@ def remove_stale(path: Path) -> list[Path]:
             pid = int(match["pid"]) if match and match["name"] == path.name else None
             if pid is not None and pid != os.getpid() and not _alive(pid):
                 with contextlib.suppress(OSError):
-                    candidate.unlink()
+                    if candidate.is_dir():
+                        shutil.rmtree(candidate)
+                    else:
+                        candidate.unlink()
                     removed.append(candidate)
     return removed
+
+
+@contextlib.contextmanager
+def atomic_folder(folder: str | Path) -> Iterator[Path]:
+    """Yield a temporary sibling folder for a set of outputs; only when the block completes
+    are its files moved into ``folder`` (each by a rename), so a failure or an interrupt
+    part-way leaves the earlier set whole rather than new files beside old ones."""
+    import shutil
+
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(folder)
+    tmp = _temporary(folder)
+    tmp.mkdir()
+    try:
+        yield tmp
+        folder.mkdir(exist_ok=True)
+        for item in sorted(tmp.iterdir()):
+            os.replace(item, folder / item.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 @contextlib.contextmanager

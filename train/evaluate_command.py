@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data.atomic import check_outputs
+from data.atomic import atomic_folder, check_outputs
 from data.campaign import sample_ids
 from data.errors import InputError
 from data.physics import PhysicsParams
@@ -167,7 +167,7 @@ def evaluate_designs(
     with open_inputs(Path(checkpoint), Path(data)) as inputs:
         ids, designs = _designs(inputs, split, samples)
     model = inputs.model.to(resolve_device(device))
-    start, start_wall = time.perf_counter(), time.time()
+    start = time.perf_counter()
     ev = evaluate(
         model, designs["roughness"], methods and list(methods), truth=designs.get("truth"),
         peak_margin=designs.get("margin"), saturation=designs.get("saturation"),
@@ -185,10 +185,12 @@ def evaluate_designs(
         randomised_checkpoint=str(randomised_checkpoint or ""),
         wall_seconds=round(seconds, 1),
     )
-    out.mkdir(parents=True, exist_ok=True)
-    write_results(ev, rec, ids, out, designs["sample_id"])
-    written = start_wall - 1
-    for stale in (p for p in outputs if p.exists() and p.stat().st_mtime < written):
+    # the whole set is written aside and moved in at the end: a failure (a full disk) or
+    # Ctrl-C part-way leaves the earlier results whole, not new files beside old ones
+    with atomic_folder(out) as staging:
+        write_results(ev, rec, ids, staging, designs["sample_id"])
+        written = {p.name for p in staging.iterdir()}
+    for stale in (p for p in outputs if p.exists() and p.name not in written):
         stale.unlink()
     if echo:
         print(markdown_table(ev, rec))

@@ -227,3 +227,27 @@ def test_the_message_starts_its_own_line_after_a_progress_bar(capsys):
     _say("explain", "interrupted; outputs left as they were")
     lines = capsys.readouterr().err.replace("\r", "\n").splitlines()
     assert lines[-1] == "surrogate explain: interrupted; outputs left as they were"
+
+
+def test_a_set_of_outputs_is_replaced_whole_or_not_at_all(tmp_path):
+    from data.atomic import atomic_folder
+
+    out = tmp_path / "scores"
+    out.mkdir()
+    (out / "a.md").write_text("earlier a")
+    (out / "b.nc").write_text("earlier b")
+
+    def write(fail: bool):
+        with atomic_folder(out) as staging:
+            (staging / "a.md").write_text("new a")
+            if fail:
+                raise OSError(28, "No space left on device")  # the second file never lands
+            (staging / "b.nc").write_text("new b")
+
+    with pytest.raises(OSError, match="No space left"):
+        write(fail=True)
+    assert (out / "a.md").read_text() == "earlier a"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scores"]
+    write(fail=False)
+    assert [(out / n).read_text() for n in ("a.md", "b.nc")] == ["new a", "new b"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scores"]
