@@ -84,7 +84,7 @@ def write_batches(
                 per_sample = sum(
                     v.nbytes for v in {**ds.coords, **ds.data_vars}.values() if "sample" in v.dims
                 ) / max(ds.sizes["sample"], 1)
-                check_space(path, int(per_sample * samples), f"the maps of {samples} designs")
+                check_space(path, int(per_sample * samples), f"a maps file of {samples} designs")
                 f.dimensions = {d: samples if d == "sample" else s for d, s in ds.sizes.items()}
                 for name, var in {**ds.coords, **ds.data_vars}.items():
                     variables[name] = _create(f, str(name), var, var.dims, samples)
