@@ -186,6 +186,8 @@ def atomic_folder(folder: str | Path) -> Iterator[Path]:
         folder.mkdir(exist_ok=True)
         for item in sorted(tmp.iterdir()):
             os.replace(item, folder / item.name)
+    except OutputError as exc:  # name the output, not its staging place
+        raise OutputError(str(exc).replace(str(tmp), str(folder)), exc.broken_file) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
