@@ -187,7 +187,10 @@ def atomic_folder(folder: str | Path) -> Iterator[Path]:
         for item in sorted(tmp.iterdir()):
             os.replace(item, folder / item.name)
     except OutputError as exc:  # name the output, not its staging place
-        raise OutputError(str(exc).replace(str(tmp), str(folder)), exc.broken_file) from None
+        # the same exception, reworded: a new one would release the failed write's frames,
+        # and with them an HDF5 file whose clean-up crashes (see the command line's exit)
+        exc.args = (str(exc).replace(str(tmp), str(folder)),)
+        raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -143,3 +143,37 @@ def test_a_refusal_is_one_line_and_leaves_everything_as_it_was(
     assert main([fill(a) for a in args]) == 2
     error_line(*[fill(p) if p.startswith("{") else p for p in parts])
     assert tree(workspace) == before
+
+
+def test_a_disk_that_fills_while_evaluate_writes_is_one_line_and_keeps_earlier_scores(
+    workspace: Path,
+) -> None:
+    """Through a real process with a file-size limit smaller than scores.nc: the write fails
+    half-way inside HDF5; one line naming the output, exit 1, no crash in HDF5's clean-up,
+    and the earlier results whole."""
+    import resource
+    import subprocess
+    import sys
+
+    scores = workspace / "scores"
+    scores.mkdir()
+    (scores / "scores.nc").write_bytes(b"earlier scores")
+    before = tree(workspace)
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (16 * 1024, resource.RLIM_INFINITY))
+
+    args = [str(workspace / a[1:-1]) if a.startswith("{") else a for a in EVALUATE]
+    proc = subprocess.run(
+        [sys.executable, "-c", "from train.cli import console_main; console_main()", *args,
+         "--out", str(scores), "--samples", "4", "--steps", "4", "--sanity-samples", "2",
+         "--overwrite"],
+        capture_output=True, text=True, timeout=300, preexec_fn=limit,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    lines = [line for line in proc.stderr.replace("\r", "\n").splitlines() if line.strip()]
+    assert "Traceback" not in proc.stderr
+    assert lines[-1].startswith(f"surrogate evaluate: error: {scores}/")
+    assert "not written" in lines[-1]
+    assert ".tmp-" not in lines[-1]
+    assert tree(workspace) == before
