@@ -124,6 +124,21 @@ def check_space(path: str | Path, nbytes: int, what: str = "the output") -> None
         )
 
 
+# what HDF5 adds to a small file's data (headers, attributes, chunk indices), at least
+HDF5_OVERHEAD = 1 << 16
+
+
+def write_netcdf(ds, path: str | Path, **kwargs) -> Path:
+    """``ds.to_netcdf(engine="h5netcdf")`` atomically, after checking that the disk and the
+    file-size limit take it with a margin: HDF5 can crash when a write fails half-way, so a
+    file that will not fit is refused before it is started."""
+    path = Path(path)
+    check_space(path, int(ds.nbytes * 1.25) + HDF5_OVERHEAD, f"a {ds.nbytes}-byte dataset")
+    with atomic_path(path) as tmp:
+        ds.to_netcdf(tmp, engine="h5netcdf", **kwargs)
+    return path
+
+
 def _size(nbytes: float) -> str:
     for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
         if nbytes < 1024 or unit == "TiB":

@@ -21,7 +21,7 @@ import numpy as np
 import xarray as xr
 from tqdm import tqdm
 
-from data.atomic import atomic_path, check_outputs, check_space
+from data.atomic import HDF5_OVERHEAD, atomic_path, check_outputs, check_space
 from data.errors import CampaignError
 from data.physics import PhysicsParams
 from data.simulator import SimulationChunk, simulate_chunks
@@ -310,7 +310,8 @@ def write_campaign(ds: xr.Dataset, path: str | os.PathLike[str], overwrite: bool
             kept["_FillValue"] = None
         encoding[name] = kept
     check_outputs([path], overwrite, error=CampaignError)
-    check_space(path, ds.nbytes, f"a campaign of {ds.sizes.get('sample', 0)} samples")
+    what = f"a campaign of {ds.sizes.get('sample', 0)} samples"
+    check_space(path, int(ds.nbytes * 1.25) + HDF5_OVERHEAD, what)
     with _atomic_output(path, overwrite) as tmp:
         ds.to_netcdf(tmp, engine="h5netcdf", encoding=encoding)
     return path

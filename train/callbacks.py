@@ -12,7 +12,7 @@ import lightning as L
 import numpy as np
 import torch
 
-from data.atomic import atomic_path
+from data.atomic import atomic_path, write_netcdf
 from data.campaign import POSITION_ATTRS, SAMPLE_ID_ATTRS, sample_ids
 from data.provenance import cf_attrs, provenance
 
@@ -117,8 +117,7 @@ class RunArtifacts(L.Callback):
             attrs={**described, **inputs},
         )
         target = Path(trainer.log_dir) / "predictions.nc"
-        with atomic_path(target) as tmp:
-            ds.to_netcdf(tmp, engine="h5netcdf")
+        write_netcdf(ds, target)
         print(f"wrote {len(pred)} predictions to {target}")
 
     def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

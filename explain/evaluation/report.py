@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from data.atomic import atomic_path
+from data.atomic import atomic_path, write_netcdf
 from data.campaign import software_version
 from data.provenance import cf_attrs
 from explain.catalogue import METHOD_DIM, METHODS
@@ -265,8 +265,7 @@ def write_results(
     if ev.layers is not None:
         rows = [list(r.row().values()) for r in ev.layers]
         _write_csv(folder / LAYERS_CSV, list(keys.LAYER_COLUMNS), rows)
-    with atomic_path(folder / "scores.nc") as tmp:
-        scores_dataset(ev, ids, sample_ids).to_netcdf(tmp, engine="h5netcdf")
+    write_netcdf(scores_dataset(ev, ids, sample_ids), folder / "scores.nc")
     summary = {
         "settings": s,
         "table": ev.table,
