@@ -137,6 +137,41 @@ def predict(model: nn.Module, heights_batch: np.ndarray | torch.Tensor) -> np.nd
     return y.detach().cpu().numpy().astype(np.float64)
 
 
+def what_if_designs(
+    heights: np.ndarray,
+    regions: Sequence[Region],
+    rng: np.random.Generator,
+    to: Sequence[str] = TARGETS,
+    cells: int = 2,
+) -> tuple[list[dict[str, float | int | str]], np.ndarray, list[np.ndarray]]:
+    """The edited designs of :func:`what_ifs` and a row describing each, without a model.
+
+    Returns:
+        ``(rows, designs, masks)``: one dict per edit (``rank``, ``sign``, ``edit``, ``to``,
+        ``cells``), the heights ``(1 + edits, y, x)``, the unedited design first, so that a
+        caller can pass the same designs to several models or to the physics, and each
+        edit's region mask.
+    """
+    h = _heights(heights)
+    bad = [t for t in to if t not in TARGETS]
+    if bad:
+        raise InputError(f"unknown smoothing target {bad[0]!r}; choose from {list(TARGETS)}")
+    masks = [_mask(r.mask, f"region {r.rank} mask", h.shape) for r in regions]
+    avoid = np.logical_or.reduce(masks) if masks else None
+    rows, designs, edited_masks = [], [h], []
+    for region, mask in zip(regions, masks, strict=True):
+        edits = [("region", t, mask) for t in to]
+        edits.append(("random", "wall", random_region_like(mask, rng, avoid=avoid)))
+        for edit, target, edited in edits:
+            designs.append(smooth_region(h, edited, target, cells))
+            edited_masks.append(edited)
+            rows.append(
+                {"rank": region.rank, "sign": region.sign, "edit": edit, "to": target,
+                 "cells": int(edited.sum())}
+            )  # fmt: skip
+    return rows, np.stack(designs), edited_masks
+
+
 def what_ifs(
     model: nn.Module,
     heights: np.ndarray,
@@ -150,32 +185,17 @@ def what_ifs(
     For each region, one row per target in ``to`` (``edit="region"``) and one row for a
     random region of the same shape (:func:`random_region_like`, avoiding every region given)
     smoothed to the wall (``edit="random"``): the reference a region's change should exceed.
-    All edited designs go through the model in one call.
+    All edited designs go through the model in one call (:func:`what_if_designs`).
 
     Returns:
         One flat dict per edit: ``rank``, ``sign`` (of the region), ``edit``, ``to``,
         ``cells`` (of the edited region), ``before``, ``after`` and ``change = after - before``
         in the model's output units.
     """
-    h = _heights(heights)
-    bad = [t for t in to if t not in TARGETS]
-    if bad:
-        raise InputError(f"unknown smoothing target {bad[0]!r}; choose from {list(TARGETS)}")
-    if not regions:
+    rows, designs, _ = what_if_designs(heights, regions, rng, to, cells)
+    if not rows:
         return []
-    masks = [_mask(r.mask, f"region {r.rank} mask", h.shape) for r in regions]
-    avoid = np.logical_or.reduce(masks)
-    rows, designs = [], [h]
-    for region, mask in zip(regions, masks, strict=True):
-        edits = [("region", t, mask) for t in to]
-        edits.append(("random", "wall", random_region_like(mask, rng, avoid=avoid)))
-        for edit, target, edited in edits:
-            designs.append(smooth_region(h, edited, target, cells))
-            rows.append(
-                {"rank": region.rank, "sign": region.sign, "edit": edit, "to": target,
-                 "cells": int(edited.sum())}
-            )  # fmt: skip
-    y = predict(model, np.stack(designs))
+    y = predict(model, designs)
     for row, after in zip(rows, y[1:], strict=True):
         row.update(before=float(y[0]), after=float(after), change=float(after - y[0]))
     return rows

@@ -34,6 +34,8 @@ commands:
   predict    predictions for every sample of a campaign (predictions.nc in the run folder)
   explain    attribution maps (CAM, HiResCAM, LayerCAM, ...) of a checkpoint over a campaign
   evaluate   score the attribution methods (faithfulness, ground truth, sanity) and recommend one
+  review     a design review: prediction with an interval, domain check, driving regions,
+             what-ifs checked against the physics, a report (PDF, Markdown, JSON)
   demo       simulate -> train -> test -> explain -> plots, end to end, on a small campaign
 
 'surrogate COMMAND --help' shows the options of a command.
@@ -64,10 +66,17 @@ def _evaluate(args: Sequence[str]) -> int:
     return evaluate_command(args)
 
 
+def _review(args: Sequence[str]) -> int:
+    from train.review_command import review_command
+
+    return review_command(args)
+
+
 COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "simulate": _simulate,
     "explain": _explain,
     "evaluate": _evaluate,
+    "review": _review,
     "demo": _demo,
 }
 
