@@ -87,6 +87,7 @@ def demo_command(args: Sequence[str]) -> int:
     from train.evaluate_command import evaluate_designs
     from train.explain_command import explain_designs
     from train.lightning import quiet_lightning, remove_checkpoints, run_lightning
+    from train.review_command import review_designs
 
     opts = demo_parser().parse_args(args)
     start = time.perf_counter()
@@ -94,7 +95,7 @@ def demo_command(args: Sequence[str]) -> int:
         raise InputError(f"{DEMO_CONFIG}: demo config not found (run the demo from a clone)")
     check_out(opts.out, opts.overwrite)
     campaign = opts.out / "campaign.nc"
-    print("[1/5] campaign")
+    print("[1/6] campaign")
     print(prepare_campaign(campaign, opts.samples, opts.size, opts.seed))
     # run=False builds the CLI without subcommands, so no leading "fit"
     cli_args = [
@@ -113,13 +114,13 @@ def demo_command(args: Sequence[str]) -> int:
     ]
     if opts.epochs is not None:
         cli_args += ["--trainer.max_epochs", str(opts.epochs)]
-    print("[2/5] training the surrogate")
+    print("[2/6] training the surrogate")
     remove_checkpoints(opts.out / "run")  # a previous demo's: one best-*.ckpt after this one
     with quiet_lightning():
         cli = run_lightning(cli_args, run=False)
         cli.trainer.fit(cli.model, datamodule=cli.datamodule)
         best = Path(cli.trainer.checkpoint_callback.best_model_path)
-        print("[3/5] testing the best checkpoint on the held-out split")
+        print("[3/6] testing the best checkpoint on the held-out split")
         cli.trainer.test(
             cli.model, datamodule=cli.datamodule, ckpt_path=str(best), verbose=False,
             weights_only=True,
@@ -131,14 +132,14 @@ def demo_command(args: Sequence[str]) -> int:
     model = load_model(best)
     shape = (opts.size, opts.size)
     methods = [*default_methods(model, shape, default_layer(model, shape)), "integrated-gradients"]
-    print(f"[4/5] explaining the held-out designs ({', '.join(methods)})")
+    print(f"[4/6] explaining the held-out designs ({', '.join(methods)})")
     maps, figures = opts.out / "explain" / "maps.nc", opts.out / "explain" / "plots"
     maps.parent.mkdir(parents=True, exist_ok=True)
     explain_designs(
         best, campaign, maps, methods=methods, samples="test", plots=figures,
         plot_samples=opts.plot_samples, overwrite=True,
     )  # fmt: skip
-    print("[5/5] scoring the methods on 32 held-out designs (short version of 'evaluate')")
+    print("[5/6] scoring the methods on 32 held-out designs (short version of 'evaluate')")
     scores = opts.out / "evaluate"
     # guided backprop changes only how gradients pass ReLUs; without any it is the gradient
     guided = ["guided-backprop"] if any(isinstance(m, nn.ReLU) for m in model.modules()) else []
@@ -147,11 +148,19 @@ def demo_command(args: Sequence[str]) -> int:
         best, campaign, scores, methods=scored, samples=32, steps=20, sanity_samples=4,
         overwrite=True, echo=False,
     )  # fmt: skip
+    print("[6/6] design review of two held-out designs")
+    review = opts.out / "review"
+    held_out = ",".join(str(i) for i in sorted(cli.datamodule.splits["test"])[:2])
+    review_designs(
+        [best], campaign, review, samples=held_out, evaluation=scores, campaign=campaign,
+        seed=opts.seed + 1, overwrite=True,
+    )  # fmt: skip
     print(f"\nrun folder: {log_dir}")
     print(f"best checkpoint: {best}")
     print(f"plots: {log_dir / 'parity.png'}, {log_dir / 'residuals.png'}, {figures}/")
     print(f"attribution maps: {maps}")
     print(f"method scores and recommendation: {scores / 'scores.md'}")
+    print(f"design review: {review / 'review.pdf'} (and review.md/.json, regions.csv)")
     print(
         f"test R2 = {metrics['test/r2']:.4f}   RMSE = {metrics['test/rmse']:.4f} U_e/delta   "
         f"({metrics['test/samples']} held-out samples, {time.perf_counter() - start:.0f} s)"
