@@ -265,6 +265,20 @@ def provenance(checkpoints: list[Path], design: Path, campaign: Path, model) -> 
         "campaign": str(campaign), "campaign_sha256": sha256(campaign),
         "software_version": software_version(), "git_commit": commit,
         "grid": list(getattr(model, "grid_shape", ())),
+        "config": _resolved_config(checkpoints[0]),
+    }  # fmt: skip
+
+
+def _resolved_config(checkpoint: Path) -> dict:
+    """The model's and the data's settings the first checkpoint was trained with."""
+    from surrogate.checkpoint import read_checkpoint
+
+    ckpt = read_checkpoint(checkpoint)
+    plain = (str, int, float, bool, type(None), list, tuple)
+    return {
+        part: {k: list(v) if isinstance(v, tuple) else v for k, v in ckpt.get(key, {}).items()
+               if isinstance(v, plain) and not k.startswith("_")}
+        for part, key in (("model", "hyper_parameters"), ("data", "datamodule_hyper_parameters"))
     }  # fmt: skip
 
 
