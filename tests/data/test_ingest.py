@@ -4,6 +4,8 @@ error names the file and key, every run error says what is wrong with the run.""
 
 from __future__ import annotations
 
+import hashlib
+
 import h5py
 import numpy as np
 import pytest
@@ -59,8 +61,6 @@ def test_same_grid_is_copied_bit_for_bit(tmp_path, heights):
     assert run.run_id == "run-7"
     assert run.interpolation_error == 0.0
     assert run.source == str(path)
-    import hashlib
-
     assert run.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
 
 
