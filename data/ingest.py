@@ -464,8 +464,8 @@ class _Reader:
     def heights(self) -> tuple[np.ndarray, float]:
         spec = self.mapping.height
         raw = self.array(spec, "height")
+        self.check_units(spec)  # a units attribute naming another unit than the mapping's
         if spec.units != "delta":
-            self.check_units(spec)
             delta = spec.delta
             self.scale = self.number(delta, "delta") if isinstance(delta, Ref) else delta
             if self.scale <= 0:

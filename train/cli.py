@@ -34,6 +34,7 @@ commands:
   predict    predictions for every sample of a campaign (predictions.nc in the run folder)
   explain    attribution maps (CAM, HiResCAM, LayerCAM, ...) of a checkpoint over a campaign
   evaluate   score the attribution methods (faithfulness, ground truth, sanity) and recommend one
+  ingest     per-run simulation files -> one campaign, through a YAML mapping (resumable)
   review     a design review: prediction with an interval, domain check, driving regions,
              what-ifs checked against the physics, a report (PDF, Markdown, JSON)
   demo       simulate -> train -> test -> explain -> plots, end to end, on a small campaign
@@ -66,6 +67,12 @@ def _evaluate(args: Sequence[str]) -> int:
     return evaluate_command(args)
 
 
+def _ingest(args: Sequence[str]) -> int:
+    from train.ingest_command import ingest_command
+
+    return ingest_command(args)
+
+
 def _review(args: Sequence[str]) -> int:
     from train.review_command import review_command
 
@@ -77,6 +84,7 @@ COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "explain": _explain,
     "evaluate": _evaluate,
     "review": _review,
+    "ingest": _ingest,
     "demo": _demo,
 }
 
