@@ -14,6 +14,7 @@ rest); 2 bad input (mapping, arguments, or the first bad run with ``--strict``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import glob
 import hashlib
@@ -108,6 +109,16 @@ def _digest(path: Path) -> str:
     return h.hexdigest()
 
 
+def _die_with_parent() -> None:
+    """Worker initialiser: end with the ingest process, even when it is killed with -9
+    (Linux: PR_SET_PDEATHSIG); elsewhere workers end when their queue closes."""
+    import ctypes
+    import signal
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
 def _read(job: tuple[str, str, str]) -> tuple[str, dict | None, str | None]:
     """Worker: one run read through the mapping, or the reason it was quarantined."""
     from data.ingest import RunError, load_mapping, read_run
@@ -152,7 +163,8 @@ def ingest(
     jobs = [(str(p), str(mapping), str(journal)) for p in todo]
     bar = tqdm(total=len(jobs), desc="ingesting", unit="run")
     quarantined = 0
-    with bar, ProcessPoolExecutor(max_workers=workers) as pool:
+    pool = ProcessPoolExecutor(max_workers=workers, initializer=_die_with_parent)
+    with bar, pool:
         for path, _record, reason in pool.map(_read, jobs, chunksize=16):
             bar.update()
             if reason is not None:

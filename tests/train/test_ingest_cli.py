@@ -152,6 +152,8 @@ def test_a_killed_ingest_resumes_to_the_same_campaign(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGKILL)
         assert proc.wait() == -signal.SIGKILL, "finished before it was killed"
         assert not out.exists()  # killed part-way: no campaign yet
+        time.sleep(0.5)  # its reading processes end with it (none is left orphaned)
+        assert subprocess.run(["pgrep", "-f", str(out)], capture_output=True).returncode == 1
     assert main(args) == 0
     assert campaign_hash(out) == campaign_hash(reference)
     with open_campaign(out) as ds:
