@@ -148,7 +148,8 @@ def ingest(
     spec = load_mapping(mapping)  # a bad mapping stops here, before any run is read
     files = run_files(sources)
     _check_mapping_fits(mapping, spec, files)
-    check_outputs([out, out.with_name("ingest_report.csv")], overwrite=True, inputs=files)
+    reports = [out, out.with_name("ingest_report.csv")]  # the output's folder is created
+    check_outputs(reports, overwrite=True, new_folder=True, inputs=files)
     journal = out.with_name(f".{out.name}.ingest") / spec.digest[:16]
     journal.mkdir(parents=True, exist_ok=True)
     existing = _existing(out)

@@ -46,7 +46,7 @@ def campaign_hash(path: Path) -> str:
 def test_round_trip_of_each_layout(layout: str, tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     write_runs(runs, 12, size=SIZE, seed=SEED, layout=layout, progress=False)
-    out = tmp_path / "c.nc"
+    out = tmp_path / "campaigns" / "c.nc"  # its folder is created
     assert ingest(runs, out, "--workers", "2") == 0
     direct = simulate_campaign(12, size=SIZE, seed=SEED)
     with open_campaign(out) as ds:
