@@ -208,69 +208,118 @@ def _existing(out: Path) -> set[str]:
         return {str(s) for s in ds["source_sha256"].values}
 
 
+# per-design provenance the campaign carries besides the schema: (dtype, units, long name)
+PROVENANCE = {
+    "run_id": (str, "1", "run id of the design (from its run file, or the file name)"),
+    "source_file": (str, "1", "the run file the design was read from"),
+    "source_sha256": (str, "1", "sha256 of that run file"),
+    "interpolation_error": (np.float32, "1", "rms regridding error relative to the rms height"),
+}
+_CHUNK = 64  # samples per HDF5 chunk and per write: memory stays at one chunk of designs
+
+
 def _assemble(
     journal: Path, existing: set[str], out: Path, grid, order: dict[str, int]
 ) -> tuple[list[str], list]:
-    """The campaign from the existing one plus every journalled run, sorted by run id. A run
+    """The campaign from the existing one plus every journalled run, sorted by run id and
+    streamed to ``out`` chunk by chunk (memory bounded by a chunk, not the campaign). A run
     id seen twice with different content keeps the first (the campaign's own, then in the
     order of the sources); the later one is quarantined."""
-    import xarray as xr
-
-    from data.campaign import ATTRIBUTES, open_campaign, write_campaign
+    from data.campaign import open_campaign
 
     runs: dict[str, dict] = {}
     duplicates = []
-    parts = []
-    if existing:
-        with open_campaign(out) as ds:
-            old = ds.load()
-        for i in range(old.sizes["sample"]):
-            runs[str(old["run_id"].values[i])] = {"sha256": str(old["source_sha256"].values[i])}
-        parts.append(old.drop_vars(["sample", "y", "x"], errors="ignore"))
+    old = open_campaign(out, check_values=False) if existing else None
+    if old is not None:
+        for i, (run_id, source, sha, error) in enumerate(
+            zip(*(old[k].values for k in PROVENANCE), strict=True)
+        ):
+            runs[str(run_id)] = {"run_id": str(run_id), "source_sha256": str(sha),
+                                 "source_file": str(source), "interpolation_error": float(error),
+                                 "from": ("campaign", i)}  # fmt: skip
     records = []
     for path in journal.glob("*.npz"):
-        with np.load(path) as z:
-            records.append({k: z[k] for k in z.files})
+        with np.load(path) as z:  # the metadata only; heights are read when written
+            records.append(
+                {k: z[k].item() for k in ("run_id", "source", "sha256", "interpolation_error")}
+                | {"path": path}
+            )
     records.sort(key=lambda r: (order.get(str(r["source"]), len(order)), str(r["sha256"])))
-    for record in records:
-        run_id = str(record["run_id"])
+    for r in records:
+        run_id = str(r["run_id"])
         if run_id in runs:
-            if runs[run_id]["sha256"] != str(record["sha256"]):
-                duplicates.append(
-                    (str(record["source"]), f"duplicate run id {run_id!r} with different content")
-                )
+            if runs[run_id]["source_sha256"] != str(r["sha256"]):
+                reason = f"duplicate run id {run_id!r} with different content"
+                duplicates.append((str(r["source"]), reason))
             continue
-        runs[run_id] = {"sha256": str(record["sha256"]), "record": record}
-    new = [r["record"] for r in runs.values() if "record" in r]
-    if new:
-        ds = xr.Dataset(
-            {
-                "roughness": (("sample", "y", "x"), np.stack([r["heights"] for r in new])),
-                "max_vorticity": ("sample", np.array([r["target"] for r in new], np.float32)),
-                "run_id": ("sample", np.array([str(r["run_id"]) for r in new], dtype=object)),
-                "source_file": ("sample", np.array([str(r["source"]) for r in new], dtype=object)),
-                "source_sha256": ("sample", np.array([str(r["sha256"]) for r in new],
-                                                     dtype=object)),
-                "interpolation_error": ("sample", np.array(
-                    [float(r["interpolation_error"]) for r in new], np.float32)),
-            }
-        )  # fmt: skip
-        parts.append(ds)
-    if not parts:
+        runs[run_id] = {"run_id": run_id, "source_sha256": str(r["sha256"]),
+                        "source_file": str(r["source"]),
+                        "interpolation_error": float(r["interpolation_error"]),
+                        "from": ("journal", r["path"])}  # fmt: skip
+    if not runs:
         raise InputError(f"{out}: no run could be ingested; see ingest_report.csv")
-    campaign = xr.concat(parts, dim="sample") if len(parts) > 1 else parts[0]
-    order = np.argsort(np.asarray(campaign["run_id"].values, dtype=str), kind="stable")
-    campaign = campaign.isel(sample=order).drop_vars("sample", errors="ignore")
-    ys, xs = ((np.arange(n) + 0.5) * grid.spacing for n in grid.size)
-    campaign = campaign.assign_coords(sample=np.arange(campaign.sizes["sample"]), y=ys, x=xs)
-    campaign.attrs.update(
-        title="campaign ingested from per-run simulation files", generator="surrogate ingest"
-    )
-    for name, (units, long_name) in ATTRIBUTES.items():
-        if name in campaign.variables:
-            campaign[name].attrs.update(units=units, long_name=long_name)
-    write_campaign(campaign, out, overwrite=True)
+    try:
+        _write_campaign([runs[k] for k in sorted(runs)], old, out, grid)
+    finally:
+        if old is not None:
+            old.close()
     return list(runs), duplicates
+
+
+def _write_campaign(rows: list[dict], old, out: Path, grid) -> None:
+    import h5netcdf
+    import h5py
+
+    from data.atomic import HDF5_OVERHEAD, check_space
+    from data.campaign import ATTRIBUTES, CONVENTIONS, software_version
+
+    n, (ny, nx) = len(rows), grid.size
+    check_space(out, n * ny * nx * 4 + n * 256 + HDF5_OVERHEAD, f"a campaign of {n} runs")
+    with atomic_path(out) as tmp, h5netcdf.File(tmp, "w") as f:
+        f.dimensions = {"sample": n, "y": ny, "x": nx}
+        f.create_variable("sample", ("sample",), data=np.arange(n, dtype=np.int64))
+        for dim, size in (("y", ny), ("x", nx)):
+            f.create_variable(dim, (dim,), data=(np.arange(size) + 0.5) * grid.spacing)
+        heights = f.create_variable(
+            "roughness", ("sample", "y", "x"), np.float32, chunks=(min(n, _CHUNK), ny, nx)
+        )
+        targets = np.zeros(n, np.float32)
+        for start in range(0, n, _CHUNK):
+            block = rows[start : start + _CHUNK]
+            heights[start : start + len(block)] = np.stack([_heights(r, old) for r in block])
+            targets[start : start + len(block)] = [_target(r, old) for r in block]
+        f.create_variable("max_vorticity", ("sample",), data=targets)
+        for name, (dtype, units, long_name) in PROVENANCE.items():
+            values = [r[name] for r in rows]
+            if dtype is str:
+                f.create_variable(name, ("sample",), dtype=h5py.string_dtype(),
+                                  data=np.array(values, dtype=object))  # fmt: skip
+            else:
+                f.create_variable(name, ("sample",), data=np.asarray(values, dtype=dtype))
+            f.variables[name].attrs.update(units=units, long_name=long_name)
+        for name, (units, long_name) in ATTRIBUTES.items():
+            if name in f.variables:
+                f.variables[name].attrs.update(units=units, long_name=long_name)
+        f.attrs.update(
+            Conventions=CONVENTIONS, title="campaign ingested from per-run simulation files",
+            generator="surrogate ingest", software_version=software_version(),
+        )  # fmt: skip
+
+
+def _heights(row: dict, old) -> np.ndarray:
+    kind, where = row["from"]
+    if kind == "campaign":
+        return old["roughness"][where].values
+    with np.load(where) as z:
+        return z["heights"]
+
+
+def _target(row: dict, old) -> float:
+    kind, where = row["from"]
+    if kind == "campaign":
+        return float(old["max_vorticity"][where].values)
+    with np.load(where) as z:
+        return float(z["target"])
 
 
 def _write_report(path: Path, rows: list[dict]) -> None:
