@@ -4,7 +4,9 @@ The split is by sample with a fixed seed and is saved with the run (``split_indi
 also part of every checkpoint through :meth:`CampaignDataModule.state_dict`). Campaigns
 that fit under ``in_memory_limit_mb`` are loaded once as float32 tensors; larger ones are
 read lazily with h5py, the file opened per worker on first access (never in ``__init__``,
-so nothing unpicklable travels to the workers).
+so nothing unpicklable travels to the workers). A lazy batch is read in one pass over its
+sorted positions (:func:`read_rows`), so the sampler, and with it the shuffle, is the same
+on both paths; memory holds one batch, not the campaign.
 """
 
 from __future__ import annotations
@@ -21,9 +23,50 @@ from torch.utils.data import DataLoader, Dataset
 from data.campaign import check_split_campaign, file_fingerprint, open_campaign, open_or_simulate
 from data.errors import CampaignError, InputError
 
+_READ_ROWS = 1024  # samples per read while loading or scanning (16 MiB at 64x64 float32)
+
+
+def read_rows(dset: h5py.Dataset, positions: np.ndarray) -> np.ndarray:
+    """``dset[positions]`` for any order of positions, read as contiguous runs of the sorted
+    positions: one slice read per run, at most ``_READ_ROWS`` samples each.
+
+    h5py's own fancy indexing builds a selection per index and is slower than this; a slice
+    reads a run of neighbouring samples (a validation batch, a block of the split) at once.
+
+    Returns:
+        Float32 array ``(len(positions), *dset.shape[1:])`` in the order of ``positions``.
+    """
+    positions = np.asarray(positions, dtype=np.int64)
+    order = np.argsort(positions, kind="stable")
+    ordered = positions[order]
+    out = np.empty((len(positions), *dset.shape[1:]), dtype=np.float32)
+    if not len(positions):
+        return out
+    # a run ends where the next position is not the next sample, or after _READ_ROWS samples
+    starts = np.flatnonzero(np.diff(ordered, prepend=-2) != 1)
+    ends = np.append(starts[1:], len(ordered))
+    for run_start, run_end in zip(starts, ends, strict=True):
+        for lo in range(int(run_start), int(run_end), _READ_ROWS):
+            hi = min(lo + _READ_ROWS, int(run_end))
+            first = int(ordered[lo])
+            out[order[lo:hi]] = dset[first : first + hi - lo]
+    return out
+
+
+def _cache_bytes(dset: h5py.Dataset) -> int | None:
+    """Chunk cache for lazy reads: none for unfiltered chunks, so a per-sample read reads
+    only that sample (with a cache, a 1 MiB chunk of 64 samples at 64x64 is read whole for
+    each); HDF5's default where chunks must be decompressed whole anyway."""
+    if dset.chunks is None or dset.id.get_create_plist().get_nfilters() == 0:
+        return 0
+    return None
+
 
 class CampaignDataset(Dataset):
     """``(roughness (1, y, x), max_vorticity ())`` pairs for the given sample indices.
+
+    A DataLoader batch goes through :meth:`__getitems__`: on the lazy path one sorted read
+    of the batch's designs, on either path the same items in the same order.
 
     Args:
         path: Campaign file.
@@ -45,9 +88,10 @@ class CampaignDataset(Dataset):
         self.roughness: torch.Tensor | None = None
         with h5py.File(self.path, "r") as f:
             y = np.asarray(f["max_vorticity"][...], dtype=np.float32)[self.indices]
+            self._cache = _cache_bytes(f["roughness"])
             if in_memory:
-                # one contiguous read, then select: far faster than h5py fancy indexing
-                rows = np.asarray(f["roughness"][...], dtype=np.float32)[self.indices]
+                # block by block: no transient copy of the whole campaign beside the split
+                rows = read_rows(f["roughness"], self.indices)
                 self.roughness = torch.from_numpy(rows)[:, None]
         self.targets = torch.from_numpy(y if targets is None else np.asarray(targets, np.float32))
 
@@ -55,12 +99,21 @@ class CampaignDataset(Dataset):
         return len(self.indices)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.__getitems__([i])[0]
+
+    def __getitems__(self, items: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The items at dataset positions ``items``, in that order (what the DataLoader's
+        default fetcher calls with the positions of one batch)."""
+        fields = self.rows(np.asarray(items, dtype=np.int64))
+        return [(fields[k][None], self.targets[i]) for k, i in enumerate(items)]
+
+    def rows(self, items: np.ndarray) -> torch.Tensor:
+        """Roughness ``(len(items), y, x)`` float32 in delta at dataset positions ``items``."""
         if self.roughness is not None:
-            return self.roughness[i], self.targets[i]
+            return self.roughness[torch.as_tensor(items), 0]
         if self._file is None:
-            self._file = h5py.File(self.path, "r")
-        field = np.asarray(self._file["roughness"][int(self.indices[i])], dtype=np.float32)
-        return torch.from_numpy(field)[None], self.targets[i]
+            self._file = h5py.File(self.path, "r", rdcc_nbytes=self._cache)
+        return torch.from_numpy(read_rows(self._file["roughness"], self.indices[items]))
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -236,22 +289,26 @@ class CampaignDataModule(L.LightningDataModule):
         return np.random.default_rng(self.hparams.split_seed + 1).permutation(y)
 
     def training_statistics(self) -> dict[str, float]:
-        """Mean and std of roughness (all cells) and of the target over the training split."""
+        """Mean and std of roughness (all cells) and of the target over the training split.
+
+        Roughness is streamed in blocks of ``_READ_ROWS`` designs on either path and the block
+        moments are merged in float64 (Chan et al.'s pairwise update), so a campaign larger
+        than memory is never held whole and both paths give the same numbers.
+        """
         if not self.datasets:
             self.setup("fit")
         train = self.datasets["train"]
-        total, total_sq, count = 0.0, 0.0, 0
-        for start in range(0, len(train), 1024):
-            stop = min(start + 1024, len(train))
-            if train.roughness is not None:
-                block = train.roughness[start:stop].double()
-            else:
-                block = torch.stack([train[i][0] for i in range(start, stop)]).double()
-            total += float(block.sum())
-            total_sq += float((block**2).sum())
-            count += block.numel()
-        mean = total / count
-        std = max((total_sq / count - mean**2), 0.0) ** 0.5
+        count, mean, m2 = 0, 0.0, 0.0
+        for start in range(0, len(train), _READ_ROWS):
+            items = np.arange(start, min(start + _READ_ROWS, len(train)))
+            block = train.rows(items).numpy().astype(np.float64)
+            n, block_mean = block.size, float(block.mean())
+            block_m2 = float(np.square(block - block_mean).sum())
+            delta, total = block_mean - mean, count + n
+            mean += delta * n / total
+            m2 += block_m2 + delta**2 * count * n / total
+            count = total
+        std = (m2 / count) ** 0.5
         y = train.targets.double()
         return {
             "roughness_mean": mean,

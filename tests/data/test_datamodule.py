@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from data.campaign import simulate_to_file
-from data.datamodule import CampaignDataModule, CampaignDataset, split_indices
+from data.datamodule import CampaignDataModule, CampaignDataset, read_rows, split_indices
 
 
 @pytest.fixture(scope="module")
@@ -125,3 +125,85 @@ def test_predict_serves_every_sample_in_file_order(campaign: Path) -> None:
     dm.setup("predict")
     assert np.array_equal(dm.datasets["predict"].indices, np.arange(40))
     assert sum(len(x) for x, _ in dm.predict_dataloader()) == 40
+
+
+def test_read_rows_keeps_the_requested_order(campaign: Path) -> None:
+    import h5py
+
+    from data import datamodule
+
+    positions = np.array([5, 3, 4, 39, 0, 1, 2, 20, 3])
+    with h5py.File(campaign, "r") as f:
+        whole = f["roughness"][...]
+        assert np.array_equal(read_rows(f["roughness"], positions), whole[positions])
+        assert read_rows(f["roughness"], np.array([], dtype=np.int64)).shape == (0, 16, 16)
+        original = datamodule._READ_ROWS
+        try:  # runs longer than one read are split into several
+            datamodule._READ_ROWS = 3
+            assert np.array_equal(read_rows(f["roughness"], np.arange(40)), whole)
+        finally:
+            datamodule._READ_ROWS = original
+
+
+def test_lazy_reads_skip_the_chunk_cache_of_uncompressed_files(campaign: Path) -> None:
+    lazy = CampaignDataset(campaign, np.arange(40), in_memory=False)
+    lazy[0]
+    # a 64-sample chunk cached for one 16 KiB design would be read whole for each design
+    assert lazy._file is not None
+    assert lazy._file.id.get_access_plist().get_cache()[2] == 0
+
+
+def _batches(dm: CampaignDataModule, seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    torch.manual_seed(seed)
+    return list(dm.train_dataloader())
+
+
+def test_lazy_and_in_memory_give_identical_shuffled_batches(campaign: Path) -> None:
+    eager, lazy = module(campaign), module(campaign, in_memory_limit_mb=0.0)
+    assert eager.datasets["train"].roughness is not None
+    assert lazy.datasets["train"].roughness is None
+    for seed in (0, 1):
+        a, b = _batches(eager, seed), _batches(lazy, seed)
+        assert len(a) == len(b) == 4
+        for (xa, ya), (xb, yb) in zip(a, b, strict=True):
+            assert xa.shape == (8, 1, 16, 16)
+            assert torch.equal(xa, xb)
+            assert torch.equal(ya, yb)
+    assert not torch.equal(_batches(lazy, 0)[0][0], _batches(lazy, 1)[0][0])
+
+
+@pytest.mark.parametrize("limit", [0.0, 1024.0])
+def test_each_training_design_is_served_once_per_epoch(campaign: Path, limit: float) -> None:
+    import h5py
+
+    dm = module(campaign, in_memory_limit_mb=limit)
+    with h5py.File(campaign, "r") as f:
+        y = f["max_vorticity"][...]
+    rank = {float(v): i for i, v in enumerate(y)}  # the targets of this campaign are distinct
+    assert len(rank) == 40
+    epochs = []
+    for seed in (0, 1):
+        served = [rank[float(v)] for _, target in _batches(dm, seed) for v in target]
+        assert sorted(served) == dm.splits["train"].tolist()
+        epochs.append(served)
+    assert epochs[0] != epochs[1]  # a new permutation each epoch
+
+
+def test_training_statistics_agree_between_paths_and_with_numpy(
+    campaign: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import h5py
+
+    from data import datamodule
+
+    with h5py.File(campaign, "r") as f:
+        h = f["roughness"][...].astype(np.float64)
+    monkeypatch.setattr(datamodule, "_READ_ROWS", 7)  # several blocks to merge
+    eager = module(campaign).training_statistics()
+    lazy = module(campaign, in_memory_limit_mb=0.0).training_statistics()
+    train = h[module(campaign).splits["train"]]
+    assert eager.keys() == lazy.keys()
+    for key in eager:
+        assert eager[key] == pytest.approx(lazy[key], rel=1e-12)
+    assert eager["roughness_mean"] == pytest.approx(train.mean(), rel=1e-12)
+    assert eager["roughness_std"] == pytest.approx(train.std(), rel=1e-12)
