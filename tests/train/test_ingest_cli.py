@@ -207,3 +207,24 @@ def test_mapping_errors_are_one_line_naming_the_mapping(
     assert ingest(runs, out, mapping=bad) == 2
     error_line("bad.yaml", *parts)
     assert not out.exists()
+
+
+def test_a_run_on_another_grid_spacing_is_quarantined(tmp_path: Path) -> None:
+    """Runs in metres with their own coordinates: one whose cells are twice as long (it no
+    longer refines the campaign grid) is quarantined with the reason; the others ingested."""
+    runs = tmp_path / "runs"
+    write_runs(runs, 6, size=SIZE, seed=SEED, layout="fine-metres", progress=False)
+    odd = runs / "run-000005.h5"
+    with h5py.File(odd, "a") as f:
+        for axis in ("x", "y"):
+            coarse = f[f"surface/{axis}"][...] * 4  # cells 4x longer: coarser than the campaign
+            del f[f"surface/{axis}"]
+            f[f"surface/{axis}"] = coarse
+    out = tmp_path / "c.nc"
+    assert ingest(runs, out) == PARTIAL
+    with (tmp_path / "ingest_report.csv").open() as f:
+        report = {Path(r["file"]).name: r for r in csv.DictReader(f)}
+    assert report["run-000005.h5"]["status"] == "quarantined"
+    assert "coarser" in report["run-000005.h5"]["reason"]
+    with open_campaign(out) as ds:
+        assert ds.sizes["sample"] == 5
