@@ -163,10 +163,10 @@ def ingest(
     start = time.perf_counter()
     jobs = [(str(p), str(mapping), str(journal)) for p in todo]
     bar = tqdm(total=len(jobs), desc="ingesting", unit="run")
-    quarantined = 0
+    quarantined, errors = 0, []
     pool = ProcessPoolExecutor(max_workers=workers, initializer=_die_with_parent)
     with bar, pool:
-        for path, _record, reason in pool.map(_read, jobs, chunksize=16):
+        for path, record, reason in pool.map(_read, jobs, chunksize=16):
             bar.update()
             if reason is not None:
                 if strict:
@@ -176,6 +176,7 @@ def ingest(
                 rows.append({"file": path, "status": "quarantined", "reason": reason})
             else:
                 rows.append({"file": path, "status": "ingested", "reason": ""})
+                errors.append(record["interpolation_error"])
     order = {str(p): i for i, p in enumerate(files)}
     runs, duplicates = _assemble(journal, existing, out, spec.grid, order)
     for path, reason in duplicates:
@@ -185,6 +186,13 @@ def ingest(
                 row.update(status="quarantined", reason=reason)
     _write_report(out.with_name("ingest_report.csv"), rows)
     seconds = time.perf_counter() - start
+    if errors and max(errors) > 0:
+        print(
+            f"regridded onto {spec.grid.size[0]}x{spec.grid.size[1]} cells of "
+            f"{spec.grid.spacing:g} delta: interpolation error (rms, relative to the rms height) "
+            f"median {np.median(errors):.3g}, largest {max(errors):.3g} (per design: "
+            "interpolation_error)"
+        )
     print(
         f"{len(runs)} runs in {out} ({len(todo)} read in {seconds:.1f} s, "
         f"{len(todo) / max(seconds, 1e-9):.0f} runs/s); {quarantined} quarantined "
