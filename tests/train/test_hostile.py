@@ -120,6 +120,56 @@ CASES: dict[str, tuple[list[str], tuple[str, ...]]] = {
         [*TEST, "--ckpt_path", "{model.ckpt}", "--trainer.max_epochz", "3"],
         ("max_epochz",),
     ),
+    # review
+    "review-design-is-text": (
+        [
+            "review",
+            "--checkpoint",
+            "{model.ckpt}",
+            "--design",
+            "{a-file}",
+            "--out",
+            "{rv}",
+            "--campaign",
+            "{campaign.nc}",
+        ],
+        ("a-file",),
+    ),
+    "review-level": (
+        [
+            "review",
+            "--checkpoint",
+            "{model.ckpt}",
+            "--design",
+            "{campaign.nc}",
+            "--out",
+            "{rv}",
+            "--campaign",
+            "{campaign.nc}",
+            "--level",
+            "2",
+        ],
+        ("--level",),
+    ),
+    "review-another-grid": (
+        [
+            "review",
+            "--checkpoint",
+            "{model.ckpt}",
+            "--design",
+            "{grid8.nc}",
+            "--out",
+            "{rv}",
+            "--campaign",
+            "{campaign.nc}",
+        ],
+        ("grid8.nc", "8x8"),
+    ),
+    # ingest
+    "ingest-mapping-not-a-mapping": (
+        ["ingest", "{a-folder}", "--mapping", "{a-file}", "--out", "{c.nc}"],
+        ("a-file",),
+    ),
     # demo
     "demo-out-is-a-file": (["demo", "--out", "{a-file}"], ("a-file",)),
     "demo-size": (["demo", "--out", "{d}", "--size", "4"], ("--size",)),
