@@ -439,3 +439,16 @@ def test_bad_inputs_are_rejected(kwargs: dict, match: str) -> None:
     args.update(kwargs)
     with pytest.raises(InputError, match=match):
         deletion_insertion(Linear(torch.ones(4, 4)), **args)
+
+
+def test_road_imputation_is_the_same_with_any_number_of_threads() -> None:
+    """The blocks of the imputation solve run side by side; the fields they give do not change."""
+    g = torch.Generator().manual_seed(0)
+    fields = torch.randn(150, 12, 12, generator=g)  # three blocks of up to 64 fields
+    removed = torch.rand(150, 12, 12, generator=g) < 0.6
+    one, two = (
+        noisy_linear_imputation(fields, removed, generator=torch.Generator().manual_seed(1),
+                                workers=w)
+        for w in (1, 2)
+    )  # fmt: skip
+    assert torch.equal(one, two)
