@@ -18,7 +18,7 @@ import h5py
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from data.campaign import check_split_campaign, file_fingerprint, open_campaign, open_or_simulate
 from data.errors import CampaignError, InputError
@@ -119,6 +119,28 @@ class CampaignDataset(Dataset):
         state = self.__dict__.copy()
         state["_file"] = None  # each worker opens its own handle
         return state
+
+
+class ShardSampler(DistributedSampler):
+    """Evaluation shard of one process: rank ``r`` of ``W`` takes positions ``r::W``, each
+    design exactly once over all ranks, no padding (shards differ by at most one design).
+
+    torch's :class:`DistributedSampler` pads the last shard by repeating designs, so that a
+    validation or test metric would count some designs twice; torchmetrics syncs uneven
+    shards by summing their states, which evaluation needs, and no gradient is synced there.
+    A subclass of :class:`DistributedSampler`, so Lightning serves it as it is.
+    """
+
+    def __init__(self, dataset: Dataset, num_replicas: int, rank: int) -> None:
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=False)
+        self.num_samples = len(range(rank, len(dataset), num_replicas))
+        self.total_size = len(dataset)
+
+    def __iter__(self) -> Any:
+        return iter(range(self.rank, self.total_size, self.num_replicas))
+
+    def __len__(self) -> int:
+        return self.num_samples
 
 
 FINGERPRINT_KEY = "campaign_fingerprint"  # beside the split_* keys of the state
@@ -318,10 +340,20 @@ class CampaignDataModule(L.LightningDataModule):
         }
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        """Training: Lightning swaps in its shuffling :class:`DistributedSampler` under DDP
+        (equal shards, a few designs repeated: harmless for gradients). Evaluation under DDP:
+        a :class:`ShardSampler`, so every design is counted exactly once."""
+        dataset = self.datasets[split]
+        sampler = None
+        if split != "train" and torch.distributed.is_available():
+            if torch.distributed.is_initialized():
+                world, rank = torch.distributed.get_world_size(), torch.distributed.get_rank()
+                sampler = ShardSampler(dataset, world, rank) if world > 1 else None
         return DataLoader(
-            self.datasets[split],
+            dataset,
             batch_size=self.hparams.batch_size,
             shuffle=shuffle,
+            sampler=sampler,
             num_workers=self.hparams.num_workers,
             persistent_workers=self.hparams.num_workers > 0,
         )

@@ -89,6 +89,7 @@ class SurrogateModule(L.LightningModule):
         standardised = self.model.network(self.model.input_norm(roughness))
         loss = self.loss(standardised, self.model.target_norm(target))
         prediction = self.model.target_norm.inverse(standardised.detach())
+        # metric states are summed over the ranks at compute: epoch values are global under DDP
         self.metrics[f"{split}_metrics"].update(prediction, target)
         on_step = split == "train"
         self.log(
@@ -98,6 +99,7 @@ class SurrogateModule(L.LightningModule):
             on_epoch=True,
             prog_bar=on_step,
             batch_size=len(target),
+            sync_dist=True,  # the epoch mean over every rank under DDP (no-op on one)
         )
         self.log_dict(
             self.metrics[f"{split}_metrics"],

@@ -26,6 +26,10 @@ def write_json(path: Path, payload: dict[str, Any]) -> None:
 class RunArtifacts(L.Callback):
     """Saves the split at fit start; after testing, writes metrics and diagnostic plots.
 
+    Files are written by global rank 0 only (every rank asks for ``trainer.log_dir``, a
+    collective under DDP). Under DDP the test plots and ``test_predictions.npz`` hold rank 0's
+    shard of the test designs; ``test_metrics.json`` holds the metrics over all of them.
+
     Files land in the trainer's log directory: ``split.json``, ``fit_summary.json``
     (wall time, epochs, best validation R^2), ``test_metrics.json``, ``parity.png``/``.pdf``
     and ``residuals.png``/``.pdf``.
@@ -37,12 +41,13 @@ class RunArtifacts(L.Callback):
         self._fit_start = 0.0
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        log_dir = trainer.log_dir  # a broadcast under DDP: every rank must ask
         if not trainer.is_global_zero:
             return
         checkpoint = trainer.checkpoint_callback
         best = getattr(checkpoint, "best_model_score", None)
         write_json(
-            Path(trainer.log_dir) / "fit_summary.json",
+            Path(log_dir) / "fit_summary.json",
             {
                 "wall_seconds": time.perf_counter() - self._fit_start,
                 "epochs": trainer.current_epoch,
@@ -58,10 +63,11 @@ class RunArtifacts(L.Callback):
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._fit_start = time.perf_counter()
         dm = trainer.datamodule
+        log_dir = trainer.log_dir  # a broadcast under DDP: every rank must ask
         if trainer.is_global_zero and getattr(dm, "splits", None) is not None:
             split = {k: v.tolist() for k, v in dm.splits.items()}
             split["campaign"] = os.fspath(dm.hparams.path)
-            write_json(Path(trainer.log_dir) / "split.json", split)
+            write_json(Path(log_dir) / "split.json", split)
 
     def on_predict_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._pred = []
@@ -82,6 +88,7 @@ class RunArtifacts(L.Callback):
         datamodule's predict set): ``sample`` their positions, ``sample_id`` the campaign's
         own ids, with units, long names and
         CF and provenance global attributes (checkpoint and campaign with their sha256)."""
+        log_dir = trainer.log_dir  # a broadcast under DDP: every rank must ask
         if not trainer.is_global_zero or not self._pred:
             return
         import xarray as xr
@@ -89,7 +96,8 @@ class RunArtifacts(L.Callback):
         pred = torch.cat(self._pred).numpy()
         campaign = Path(trainer.datamodule.hparams.path)
         with xr.open_dataset(campaign, engine="h5netcdf") as found:
-            positions = np.arange(len(pred))
+            # rank 0's shard under DDP (data.datamodule.ShardSampler): every world_size-th
+            positions = np.arange(len(pred)) * trainer.world_size
             ids = sample_ids(found, positions)
         ckpt = trainer.ckpt_path
         known = ckpt is not None and Path(ckpt).is_file()
@@ -116,7 +124,7 @@ class RunArtifacts(L.Callback):
             },
             attrs={**described, **inputs},
         )
-        target = Path(trainer.log_dir) / "predictions.nc"
+        target = Path(log_dir) / "predictions.nc"
         write_netcdf(ds, target)
         print(f"wrote {len(pred)} predictions to {target}")
 
@@ -138,13 +146,15 @@ class RunArtifacts(L.Callback):
         self._true.append(target.float().cpu())
 
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        out = Path(trainer.log_dir)  # a broadcast under DDP: every rank must ask
+        count = torch.tensor(sum(len(p) for p in self._pred), device=pl_module.device)
+        count = int(trainer.strategy.reduce(count, reduce_op="sum"))  # designs of all ranks
         if not trainer.is_global_zero or not self._pred:
             return
-        out = Path(trainer.log_dir)
         metrics = {
             k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")
         }
-        metrics["test/samples"] = int(sum(len(p) for p in self._pred))
+        metrics["test/samples"] = count
         write_json(out / "test_metrics.json", metrics)
         pred = torch.cat(self._pred).numpy()
         true = torch.cat(self._true).numpy()
