@@ -17,7 +17,6 @@ import argparse
 import contextlib
 import csv
 import glob
-import hashlib
 import os
 import time
 from collections.abc import Sequence
@@ -29,6 +28,7 @@ from tqdm import tqdm
 
 from data.atomic import atomic_path, check_outputs
 from data.errors import InputError
+from data.provenance import sha256
 from train.inputs import OneLineParser, positive_int
 
 PARTIAL = 3  # exit status: some runs quarantined
@@ -101,14 +101,6 @@ def _check_mapping_fits(mapping: Path, spec, files: list[Path]) -> None:
         )
 
 
-def _digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _die_with_parent() -> None:
     """Worker initialiser: end with the ingest process, even when it is killed with -9
     (Linux: PR_SET_PDEATHSIG); elsewhere workers end when their queue closes."""
@@ -153,7 +145,7 @@ def ingest(
     journal = out.with_name(f".{out.name}.ingest") / spec.digest[:16]
     journal.mkdir(parents=True, exist_ok=True)
     existing = _existing(out)
-    digests = {p: _digest(p) for p in files}
+    digests = {p: sha256(p) for p in files}
     done = {p.stem for p in journal.glob("*.npz")}
     todo = [p for p in files if digests[p] not in done and digests[p] not in existing]
     rows: list[dict] = [

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,15 +97,6 @@ def parse_samples(
     if ids.size == 0 or ids.min() < 0 or ids.max() >= total:
         raise InputError(f"{flag} {text!r}: selects no valid samples of a campaign of {total}")
     return ids
-
-
-def sha256(path: Path) -> str:
-    """Hex digest of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def resolve_device(name: str) -> str:
