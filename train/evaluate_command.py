@@ -175,7 +175,7 @@ def evaluate_designs(
         target_std=designs["target_std"], layer=layer,
         steps=steps, random_permutations=random_permutations, random_samples=random_samples,
         sanity_samples=sanity_samples, road_percentages=tuple(road_percentages),
-        randomised_model=randomised, batch_size=batch_size, chunk=chunk, seed=seed,
+        randomised_model=randomised, batch_size=batch_size, chunk=chunk, seed=seed, design_keys=ids,
     )  # fmt: skip
     seconds = time.perf_counter() - start
     rec = decide(ev)

@@ -41,6 +41,7 @@ from torch import nn
 
 from data.errors import InputError
 from explain.batching import forward_rows, model_device
+from explain.evaluation.streams import Generators, draw
 from explain.hooks import eval_mode
 from explain.inputs import expand_baseline, positive_int, roughness_batch
 
@@ -89,10 +90,13 @@ class RandomReference:
     insertion_auc_std: torch.Tensor
 
 
-def cell_order(maps: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Flat cell indices ``(batch, y * x)`` by decreasing map value, ties in random order."""
+def cell_order(maps: torch.Tensor, generator: Generators = None) -> torch.Tensor:
+    """Flat cell indices ``(batch, y * x)`` by decreasing map value, ties in random order.
+
+    ``generator``: one for the batch, or one per row (:mod:`explain.evaluation.streams`).
+    """
     flat = maps.detach().reshape(maps.shape[0], -1).cpu()
-    perm = torch.rand(flat.shape, generator=generator, dtype=torch.float64).argsort(dim=1)
+    perm = draw("rand", flat.shape[0], flat.shape[1:], generator).argsort(dim=1)
     ranked = flat.gather(1, perm).argsort(dim=1, descending=True, stable=True)
     return perm.gather(1, ranked)
 
@@ -219,7 +223,7 @@ def deletion_insertion(
     *,
     steps: int = 100,
     chunk: int = 1024,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
     target_std: float | None = None,
 ) -> FaithfulnessCurves:
     """Deletion and insertion curves of ``maps``, all perturbed inputs in batched passes.
@@ -231,7 +235,7 @@ def deletion_insertion(
         baseline: Field that broadcasts to ``x`` (e.g. :func:`smooth_wall`, :func:`blurred`).
         steps: Number of steps ``n``; the curves have ``n + 1`` points.
         chunk: Largest number of inputs per forward pass.
-        generator: Source of the random tie-breaking (CPU generator).
+        generator: Source of the random tie-breaking: a CPU generator, or one per sample.
         target_std: ``sigma_y`` in ``U_e/delta``; enables the ``small_change`` flag.
 
     Returns:
@@ -254,12 +258,13 @@ def random_reference(
     steps: int = 100,
     permutations: int = 10,
     chunk: int = 1024,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
 ) -> RandomReference:
     """Deletion and insertion AUCs of ``permutations`` uniformly random orders per sample.
 
     The same definitions as :func:`deletion_insertion`; all permutations of all samples go
-    through the model together, in passes of at most ``chunk`` inputs.
+    through the model together, in passes of at most ``chunk`` inputs. With one generator
+    per sample, sample ``i``'s orders come from its own, in turn.
     """
     x, b = check_inputs(x, None, baseline)
     positive_int("steps", steps)
@@ -267,7 +272,8 @@ def random_reference(
     positive_int("chunk", chunk)
     rows, n_cells = permutations * x.shape[0], x.shape[2] * x.shape[3]
     # float64 keys: ties (which would favour low indices) are vanishingly rare
-    order = torch.rand(rows, n_cells, generator=generator, dtype=torch.float64).argsort(dim=1)
+    order = draw("rand", rows, (n_cells,), generator, row_stream=torch.arange(rows) % x.shape[0])
+    order = order.argsort(dim=1)
     deletion, insertion = _curve_outputs(model, x, b, order, steps, chunk)
     curves = _curves(deletion, insertion, n_cells, None)
     d_auc = curves.deletion_auc.view(permutations, -1)

@@ -34,6 +34,7 @@ from explain.evaluation.road import road
 from explain.evaluation.sanity import data_randomisation, model_randomisation
 from explain.evaluation.similarity import spearman
 from explain.evaluation.splits import Split, split_scores
+from explain.evaluation.streams import design_streams, rows_of
 from explain.inputs import check_model, roughness_batch
 from explain.path import integrated_gradients
 
@@ -126,7 +127,11 @@ class _Setup:
     road_percentages: tuple[float, ...]
     target_std: float | None
     chunk: int
-    generator: torch.Generator
+    streams: list[torch.Generator]  # one per design (explain.evaluation.streams)
+
+    def generators(self, rows: slice) -> list[torch.Generator]:
+        """The random streams of the designs ``rows``."""
+        return rows_of(self.streams, range(rows.start, rows.stop))
 
 
 def _faithfulness(
@@ -136,7 +141,7 @@ def _faithfulness(
     for b in s.baselines:
         c = deletion_insertion(
             s.model, x, maps, BASELINES[b](x), steps=s.steps, chunk=s.chunk,
-            generator=s.generator, target_std=s.target_std,
+            generator=s.generators(rows), target_std=s.target_std,
         )  # fmt: skip
         out.put(keys.deletion_auc(b), m, rows, c.deletion_auc.cpu())
         out.put(keys.insertion_auc(b), m, rows, c.insertion_auc.cpu())
@@ -147,7 +152,7 @@ def _faithfulness(
         curves[b]["count"][m] += ok.sum()
     r = road(
         s.model, x, maps, percentages=s.road_percentages, chunk=s.chunk,
-        generator=s.generator, scale=s.target_std,
+        generator=s.generators(rows), scale=s.target_std,
     )  # fmt: skip
     out.put(keys.ROAD_MORF, m, rows, r.morf_mean.cpu())
     out.put(keys.ROAD_LERF, m, rows, r.lerf_mean.cpu())
@@ -199,10 +204,11 @@ def _random_reference(s: _Setup, x_all: torch.Tensor, k: int, batch_size: int, p
     for b in s.baselines:
         parts: dict[str, list[np.ndarray]] = {"deletion_auc": [], "insertion_auc": []}
         for start in range(0, k, batch_size):
-            x = x_all[start : min(start + batch_size, k)].to(s.explainer.device)
+            rows = slice(start, min(start + batch_size, k))
+            x = x_all[rows].to(s.explainer.device)
             ref = random_reference(
                 s.model, x, BASELINES[b](x), steps=s.steps, permutations=permutations,
-                chunk=s.chunk, generator=s.generator,
+                chunk=s.chunk, generator=s.generators(rows),
             )  # fmt: skip
             parts["deletion_auc"].append(ref.deletion_auc_mean.cpu().numpy())
             parts["insertion_auc"].append(ref.insertion_auc_mean.cpu().numpy())
@@ -232,6 +238,7 @@ def evaluate(
     batch_size: int = 50,
     chunk: int = 1024,
     seed: int = 0,
+    design_keys: Sequence[int] | np.ndarray | None = None,
     progress: bool = True,
 ) -> Evaluation:
     """Score ``methods`` on the designs ``roughness`` ``(sample, y, x)``.
@@ -263,11 +270,16 @@ def evaluate(
         batch_size: Designs per batch.
         chunk: Perturbed inputs per forward pass.
         seed: Seed of every random step (tie-breaking, random orders, ROAD noise, re-inits).
+        design_keys: Each design's key for its random stream, e.g. its position in the campaign
+            (default ``0..n-1``): a design's scores depend on ``seed`` and its key only, not
+            on the other designs, the batch size or the number of processes.
         progress: Show progress bars.
     """
     x_all = roughness_batch(np.asarray(roughness), channel_optional=True).to(torch.float32)
     n, shape = len(x_all), tuple(x_all.shape[-2:])
     check_model(model, shape)
+    if design_keys is not None and len(design_keys) != n:
+        raise InputError(f"design_keys: one per design expected ({n}), got {len(design_keys)}")
     if methods is None:
         methods = every_method(model, shape, layer)
     explainer = Explainer(model, shape, methods, layer, (interpolation,), chunk=chunk)
@@ -276,9 +288,10 @@ def evaluate(
     unknown = [b for b in baselines if b not in BASELINES]
     if unknown:
         raise InputError(f"unknown baseline(s) {unknown}; choose from {list(BASELINES)}")
+    streams = design_streams(seed, np.arange(n) if design_keys is None else design_keys)
     s = _Setup(
         model, explainer, interpolation, list(baselines), steps, tuple(road_percentages),
-        target_std, chunk, torch.Generator(device="cpu").manual_seed(seed),
+        target_std, chunk, streams,
     )  # fmt: skip
     out = _Scores(len(methods), n)
     zeros = np.zeros((len(methods), steps + 1))

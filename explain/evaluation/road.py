@@ -22,6 +22,7 @@ from torch import nn
 from data.errors import InputError
 from explain.batching import forward_rows, model_device
 from explain.evaluation.faithfulness import cell_order, check_inputs, positions
+from explain.evaluation.streams import Generators, draw, rows_of
 from explain.hooks import eval_mode
 from explain.inputs import positive_int
 
@@ -89,7 +90,7 @@ def noisy_linear_imputation(
     removed: torch.Tensor,
     *,
     noise_std: float = 0.01,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
     workers: int | None = None,
 ) -> torch.Tensor:
     """ROAD's noisy linear imputation of the ``removed`` cells of fields ``(n, y, x)``.
@@ -97,14 +98,15 @@ def noisy_linear_imputation(
     Each removed cell becomes the weighted mean of its in-grid 8 neighbours (1/6 edge, 1/12
     diagonal, normalised by the weights present), solved jointly for all removed cells of a
     field (unknown neighbours coupled, known ones on the right-hand side) with a direct
-    sparse solve of the block-diagonal system of up to 64 fields at a time. The system is
+    sparse solve per field (built 64 fields at a time). The system is
     symmetric positive definite whenever a field keeps at least one known cell (every
     8-connected group of removed cells then borders a known cell). A field with every cell
     removed has nothing to impute from and is filled with ``0`` (the smooth wall).
 
     Gaussian noise of standard deviation ``noise_std`` times the field's own standard
     deviation (over all its cells, before removal) is added to the imputed cells only; ROAD
-    used 0.01 on unit-variance images. Known cells are returned unchanged.
+    used 0.01 on unit-variance images. Known cells are returned unchanged. ``generator`` is
+    one CPU generator or one per field.
 
     ``workers`` threads (default: one per core) solve the blocks side by side; the result
     does not depend on it.
@@ -129,7 +131,16 @@ def noisy_linear_imputation(
     parts = [part for part in parts if mask[part].any()]
 
     def solve(part: slice) -> np.ndarray:
-        return spsolve(*_imputation_system(values[part], mask[part]))
+        # built for the whole part at once (numpy's per-call cost), solved field by field:
+        # each field's unknowns are a diagonal block of their own, so its solution does not
+        # depend on which fields share its part (nor on the batch or the process it is in)
+        matrix, rhs = _imputation_system(values[part], mask[part])
+        edges = np.concatenate([[0], np.cumsum(mask[part].sum(axis=(1, 2)))])
+        solution = np.empty_like(rhs)
+        for a, b in zip(edges[:-1].tolist(), edges[1:].tolist(), strict=True):
+            if b > a:
+                solution[a:b] = spsolve(matrix[a:b, a:b], rhs[a:b])
+        return solution
 
     # the parts are independent and SuperLU releases the GIL: one thread per core solves them
     # side by side (the same solutions, bit for bit; the solve is about half of an evaluation)
@@ -140,7 +151,7 @@ def noisy_linear_imputation(
     mask[full] = True
     if noise_std > 0:
         sigma = noise_std * values.std(axis=(1, 2))
-        noise = torch.randn(values.shape, generator=generator, dtype=torch.float64).numpy()
+        noise = draw("randn", len(values), values.shape[1:], generator).numpy()
         out += np.where(mask, sigma[:, None, None] * noise, 0.0)
     return torch.from_numpy(out).to(device=fields.device, dtype=fields.dtype)
 
@@ -154,7 +165,7 @@ def road(
     noise_std: float = 0.01,
     scale: float | torch.Tensor | None = None,
     chunk: int = 1024,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
 ) -> RoadScores:
     """ROAD (Rong et al. 2022), regression form: MoRF and LeRF with noisy linear imputation.
 
@@ -176,7 +187,8 @@ def road(
             Default ``|f(x)|`` per sample, so ``r`` is a fraction of the prediction. Scores
             are NaN where the scale is 0.
         chunk: Largest number of inputs per forward pass (and of fields per imputation).
-        generator: Source of the tie-breaking and the noise (CPU generator).
+        generator: Source of the tie-breaking and the noise: a CPU generator, or one per
+            sample (each sample's fields then take their noise from its own, in job order).
     """
     x, _ = check_inputs(x, maps, None)
     positive_int("chunk", chunk)
@@ -201,7 +213,7 @@ def road(
             removed = torch.where(lerf, pos[sample] >= n_cells - k, pos[sample] < k)
             imputed = noisy_linear_imputation(
                 fields[sample], removed.view(-1, *x.shape[2:]), noise_std=noise_std,
-                generator=generator,
+                generator=rows_of(generator, sample),
             )  # fmt: skip
             yield imputed.to(device)[:, None]
 

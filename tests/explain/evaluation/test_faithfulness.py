@@ -20,6 +20,7 @@ from explain.evaluation.faithfulness import (
     random_reference,
 )
 from explain.evaluation.road import noisy_linear_imputation, road
+from explain.evaluation.streams import design_streams
 
 X2 = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]]])  # (1, 1, 2, 2)
 W2 = torch.tensor([[2.0, -1.0], [0.5, 1.0]])  # contributions w x = [[2, -2], [1.5, 4]]
@@ -452,3 +453,25 @@ def test_road_imputation_is_the_same_with_any_number_of_threads() -> None:
         for w in (1, 2)
     )  # fmt: skip
     assert torch.equal(one, two)
+
+
+def test_per_sample_streams_make_each_sample_independent_of_its_batch() -> None:
+    # one generator per sample: a sample's tie-breaking, random orders and ROAD noise are the
+    # same alone or in a batch, whatever the chunking (a model whose output per input does
+    # not depend on the batch it is in: a convolution's may, in the last bit)
+    gen = seeded(6)
+    x = torch.randn(3, 1, 8, 8, generator=gen)
+    maps = torch.randn(3, 8, 8, generator=gen).round()  # many ties
+    model = Linear(torch.rand(8, 8, generator=gen))
+    whole, alone = design_streams(1, [0, 1, 2]), design_streams(1, [2])
+    a = road(model, x, maps, generator=whole, chunk=7)
+    b = road(model, x[2:], maps[2:], generator=alone, chunk=4)
+    assert torch.equal(a.morf[2:], b.morf)
+    assert torch.equal(a.lerf[2:], b.lerf)
+    whole, alone = design_streams(1, [0, 1, 2]), design_streams(1, [2])
+    a = random_reference(model, x, smooth_wall(x), steps=6, permutations=3, generator=whole)
+    b = random_reference(model, x[2:], smooth_wall(x[2:]), steps=6, permutations=3, generator=alone)
+    assert torch.equal(a.deletion_auc[:, 2:], b.deletion_auc)
+    whole, alone = design_streams(1, [0, 1, 2]), design_streams(1, [2])
+    assert torch.equal(cell_order(maps, whole)[2:], cell_order(maps[2:], alone))
+    assert not torch.equal(cell_order(maps, design_streams(2, [0, 1, 2])), cell_order(maps, whole))
