@@ -17,7 +17,8 @@ from data.provenance import provenance
 from data.simulator import saturation_ratio
 from explain.api import DEFAULT_METHODS
 from explain.evaluation.road import ROAD_PERCENTAGES
-from train.inputs import Inputs, open_inputs, options_parser, resolve_device, split_names
+from train.distributed import add_process_options, processes, remove_staging, staging_folder
+from train.inputs import Inputs, open_inputs, options_parser, split_names
 
 # every file evaluate may write, plots included: each is refused without --overwrite, and one
 # an earlier run wrote that this run does not (layers.csv needs ground truth, cascade.* the
@@ -88,6 +89,7 @@ def evaluate_parser() -> argparse.ArgumentParser:
     parser.add_argument("--chunk", type=int, help="perturbed inputs per pass (default 1024)")
     parser.add_argument("--seed", type=int, help="seed of every random step (default 0)")
     parser.add_argument("--device", help="auto (GPU when present; default), cpu or cuda")
+    add_process_options(parser)
     parser.add_argument("--overwrite", action="store_true", help="replace earlier results")
     return parser
 
@@ -135,14 +137,20 @@ def evaluate_designs(
     chunk: int = 1024,
     seed: int = 0,
     device: str = "auto",
+    devices: int = 1,
+    accelerator: str | None = None,
+    num_nodes: int = 1,
     overwrite: bool = False,
     echo: bool = True,
 ):
     """Score ``methods`` on the ``split`` designs of a campaign and write the results to ``out``.
 
     Writes ``scores.md/.csv/.nc``, ``summary.json`` and the plots, and with ground truth and
-    ``layer_sweep`` also ``layers.csv``; ``echo`` prints the score table. Returns the
-    :class:`~explain.evaluation.protocol.Evaluation` and its recommendation.
+    ``layer_sweep`` also ``layers.csv``; ``echo`` prints the score table. With ``devices``
+    (or ``num_nodes``) above 1 the designs are shared out between processes
+    (:mod:`train.distributed`) and rank 0 writes the results, the same as on one device.
+    Returns the :class:`~explain.evaluation.protocol.Evaluation` and its recommendation
+    (None, None on the other ranks).
     """
     from explain.evaluation.protocol import evaluate
     from explain.evaluation.recommend import decide
@@ -166,17 +174,24 @@ def evaluate_designs(
     randomised = load_model(randomised_checkpoint) if randomised_checkpoint else None
     with open_inputs(Path(checkpoint), Path(data)) as inputs:
         ids, designs = _designs(inputs, split, samples)
-    model = inputs.model.to(resolve_device(device))
-    start = time.perf_counter()
-    ev = evaluate(
-        model, designs["roughness"], methods and list(methods), truth=designs.get("truth"),
-        peak_margin=designs.get("margin"), saturation=designs.get("saturation"),
-        layer_sweep_methods=tuple(layer_sweep_methods) if layer_sweep else (),
-        target_std=designs["target_std"], layer=layer,
-        steps=steps, random_permutations=random_permutations, random_samples=random_samples,
-        sanity_samples=sanity_samples, road_percentages=tuple(road_percentages),
-        randomised_model=randomised, batch_size=batch_size, chunk=chunk, seed=seed, design_keys=ids,
-    )  # fmt: skip
+    with processes(devices, accelerator or device, num_nodes) as here:
+        model = inputs.model.to(here.device)
+        parts = staging_folder(out)
+        start = time.perf_counter()
+        ev = evaluate(
+            model, designs["roughness"], methods and list(methods), truth=designs.get("truth"),
+            peak_margin=designs.get("margin"), saturation=designs.get("saturation"),
+            layer_sweep_methods=tuple(layer_sweep_methods) if layer_sweep else (),
+            target_std=designs["target_std"], layer=layer,
+            steps=steps, random_permutations=random_permutations, random_samples=random_samples,
+            sanity_samples=sanity_samples, road_percentages=tuple(road_percentages),
+            randomised_model=randomised, batch_size=batch_size, chunk=chunk, seed=seed,
+            design_keys=ids, shard=(here.rank, here.world), progress=here.main,
+            exchange=(lambda arrays: here.exchange(parts, arrays)) if here.world > 1 else None,
+        )  # fmt: skip
+        if not here.main:
+            return None, None
+        remove_staging(parts)
     seconds = time.perf_counter() - start
     rec = decide(ev)
     ev.settings.update(
@@ -184,6 +199,7 @@ def evaluate_designs(
         split=split,
         randomised_checkpoint=str(randomised_checkpoint or ""),
         wall_seconds=round(seconds, 1),
+        processes=here.world,
     )
     # the whole set is written aside and moved in at the end: a failure (a full disk) or
     # Ctrl-C part-way leaves the earlier results whole, not new files beside old ones

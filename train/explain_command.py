@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+from tqdm import tqdm
 
 from data.atomic import check_outputs
 from data.errors import InputError
@@ -16,14 +17,14 @@ from explain.api import DEFAULT_METHODS
 from explain.baselines import BASELINES
 from explain.catalogue import METHODS
 from explain.interpolation import MODES
-from train.inputs import (
-    Inputs,
-    load_checkpoint,
-    open_inputs,
-    options_parser,
-    resolve_device,
-    split_names,
+from train.distributed import (
+    Processes,
+    add_process_options,
+    processes,
+    remove_staging,
+    staging_folder,
 )
+from train.inputs import Inputs, load_checkpoint, open_inputs, options_parser, split_names
 
 if TYPE_CHECKING:
     from data.simulator import VorticityModel
@@ -79,6 +80,7 @@ def explain_parser() -> argparse.ArgumentParser:
     parser.add_argument("--plots", type=Path, help="folder for per-design figures (PNG and PDF)")
     parser.add_argument("--plot-samples", type=int, help="designs to plot (default 4)")
     parser.add_argument("--device", help="auto (GPU when present; default), cpu or cuda")
+    add_process_options(parser)
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     parser.add_argument(
         "--list-layers",
@@ -168,6 +170,9 @@ def explain_designs(
     plots: Path | None = None,
     plot_samples: int = 4,
     device: str = "auto",
+    devices: int = 1,
+    accelerator: str | None = None,
+    num_nodes: int = 1,
     overwrite: bool = False,
     baseline: str | None = None,
     ig_steps: int = 32,
@@ -175,7 +180,10 @@ def explain_designs(
     """Maps of a checkpoint's predictions for the designs ``samples`` of a campaign, to ``out``.
 
     The maps stream to one netCDF file batch by batch (memory bounded by ``batch_size``);
-    ``plots`` gets figures of the first ``plot_samples`` designs. Returns ``out``.
+    ``plots`` gets figures of the first ``plot_samples`` designs. With ``devices`` (or
+    ``num_nodes``) above 1 the batches are shared out between processes
+    (:mod:`train.distributed`); rank 0 merges their parts into ``out``, the same file bit for
+    bit as one device writes. Returns ``out``.
     """
     out = Path(out)
     if out.suffix != ".nc":
@@ -194,34 +202,43 @@ def explain_designs(
                 [f.with_name(f"{f.name}.{ext}") for f in figures for ext in ("png", "pdf")],
                 overwrite, new_folder=True, inputs=[checkpoint, data],
             )  # fmt: skip
-        explainer = Explainer(
-            inputs.model,
-            inputs.shape,
-            methods=None if methods is None else list(methods),
-            layer=layer,
-            interpolation=list(interpolation),
-            relu=relu,
-            normalise=normalise,
-            device=resolve_device(device),
-            baseline=baseline,
-            ig_steps=ig_steps,
-        )
-        _write_maps(inputs, explainer, selected, (checkpoint, data, out), batch_size, overwrite)
+        with processes(devices, accelerator or device, num_nodes) as here:
+            explainer = Explainer(
+                inputs.model,
+                inputs.shape,
+                methods=None if methods is None else list(methods),
+                layer=layer,
+                interpolation=list(interpolation),
+                relu=relu,
+                normalise=normalise,
+                device=str(here.device),
+                baseline=baseline,
+                ig_steps=ig_steps,
+            )
+            paths = (checkpoint, data, out)
+            if not _write_maps(inputs, explainer, selected, paths, batch_size, overwrite, here):
+                return out  # another rank's part: rank 0 writes the file and the plots
         if plots is not None and plot_samples:
             written = plot_designs(out, inputs.campaign, Path(plots), plot_samples)
             print(f"plots: {len(written)} files in {plots}")
     return out
 
 
-def _write_maps(inputs: Inputs, explainer, selected: np.ndarray, paths, batch_size, overwrite):
+def _write_maps(
+    inputs: Inputs, explainer, selected: np.ndarray, paths, batch_size, overwrite, here: Processes
+) -> bool:
     """Stream the maps of the ``selected`` designs to ``out``, self-described (CF): positions
-    of every grid, units and long names, provenance of the checkpoint and the campaign."""
+    of every grid, units and long names, provenance of the checkpoint and the campaign.
+
+    Among several processes each writes the batches ``here`` takes to its part and rank 0
+    merges the parts in batch order; returns whether this process wrote ``out``.
+    """
     from data.campaign import POSITION_ATTRS, SAMPLE_ID_ATTRS, sample_ids
     from data.provenance import cf_attrs, provenance
     from explain.io import with_positions, write_batches
 
     checkpoint, data, out = paths
-    roughness = inputs.campaign["roughness"].variable  # lazy: read batch by batch
+    roughness = _Slice(inputs.campaign["roughness"].variable, selected)  # lazy, batch by batch
     simulated = inputs.campaign["max_vorticity"].variable
     ys, xs, units = _positions(inputs.campaign)
     inputs_attrs = provenance(checkpoint, data)  # reads each file once
@@ -232,25 +249,42 @@ def _write_maps(inputs: Inputs, explainer, selected: np.ndarray, paths, batch_si
         f"roughness-surrogate {inputs_attrs['software_version']}",
     )
     start_time = time.perf_counter()
+    n, starts = len(selected), here.batches(len(selected), batch_size)
 
     def batches():
-        for ds in explainer.batches(_Slice(roughness, selected), batch_size, progress=True):
-            ids = selected[ds["sample"].values]
-            own = sample_ids(inputs.campaign, ids)
-            ds = ds.assign_coords(sample=ids, sample_id=("sample", own))
-            ds = with_positions(ds, ys, xs, units)
-            ds["sample"].attrs.update(POSITION_ATTRS)
-            ds["sample_id"].attrs.update(SAMPLE_ID_ATTRS)
-            ds["simulated"] = ("sample", simulated[ids].values)
-            ds["simulated"].attrs.update(units="U_e/delta", long_name="simulated max vorticity")
-            explainer.check_cam()
-            yield ds
+        size = sum(min(batch_size, n - a) for a in starts)
+        with tqdm(total=size, unit="design", desc="explaining", disable=not here.main) as bar:
+            for a in starts:
+                ds = explainer.batch(roughness[a : a + batch_size], first_sample=a)
+                ids = selected[ds["sample"].values]
+                own = sample_ids(inputs.campaign, ids)
+                ds = ds.assign_coords(sample=ids, sample_id=("sample", own))
+                ds = with_positions(ds, ys, xs, units)
+                ds["sample"].attrs.update(POSITION_ATTRS)
+                ds["sample_id"].attrs.update(SAMPLE_ID_ATTRS)
+                ds["simulated"] = ("sample", simulated[ids].values)
+                ds["simulated"].attrs.update(units="U_e/delta", long_name="simulated max vorticity")
+                explainer.check_cam()
+                bar.update(ds.sizes["sample"])
+                yield ds
 
     def final_attrs() -> dict[str, str | float]:
         return {**explainer.attrs(), **described, **inputs_attrs}
 
-    write_batches(out, batches(), len(selected), overwrite, final_attrs)
-    print(f"maps of {len(selected)} designs -> {out} ({time.perf_counter() - start_time:.1f} s)")
+    if here.world == 1:
+        write_batches(out, batches(), n, overwrite, final_attrs)
+    else:
+        folder = staging_folder(out)
+        folder.mkdir(parents=True, exist_ok=True)
+        size = sum(min(batch_size, n - a) for a in starts)
+        part = here.part(folder, ".nc")
+        write_batches(part, batches(), size, True, lambda: {**final_attrs(), **_state(explainer)})
+        here.barrier()
+        if not here.main:
+            return False
+        _merge_parts(here, folder, explainer, out, n, batch_size, overwrite, final_attrs)
+        remove_staging(folder)
+    print(f"maps of {n} designs -> {out} ({time.perf_counter() - start_time:.1f} s)")
     if "cam" in explainer.methods:
         print(
             f"CAM check: |prediction - bias - sum(map)| <= {explainer.cam_residual:.2e} U_e/delta "
@@ -261,6 +295,43 @@ def _write_maps(inputs: Inputs, explainer, selected: np.ndarray, paths, batch_si
             f"integrated gradients: |sum(map) - (f(x) - f(b))| <= {explainer.ig_residual:.2e} "
             f"U_e/delta (relative {explainer.ig_relative_residual:.1e}; per design: ig_residual)"
         )
+    return True
+
+
+_STATE = ("ig_residual", "ig_scale", "cam_residual", "cam_scale")  # largest seen, per process
+
+
+def _state(explainer) -> dict[str, float]:
+    return {f"part_{name}": float(getattr(explainer, name)) for name in _STATE}
+
+
+def _merge_parts(here, folder, explainer, out, n, batch_size, overwrite, final_attrs) -> None:
+    """Rank 0: the parts of every process into ``out``, batch by batch in the original order."""
+    import xarray as xr
+
+    from explain.io import write_batches
+
+    parts = [
+        xr.open_dataset(here.part(folder, ".nc", rank), engine="h5netcdf")
+        for rank in range(here.world)
+    ]
+    try:
+        for name in _STATE:  # the largest over all processes, as one process would find it
+            setattr(explainer, name, max(float(p.attrs[f"part_{name}"]) for p in parts))
+        explainer.check_cam()
+
+        def merged():
+            for j in range(-(-n // batch_size)):  # every batch, in order
+                offset = (j // here.world) * batch_size  # its place in its process's part
+                ds = parts[j % here.world].isel(sample=slice(offset, offset + batch_size))
+                ds = ds.load()
+                ds.attrs = {}
+                yield ds
+
+        write_batches(out, merged(), n, overwrite, final_attrs)
+    finally:
+        for part in parts:
+            part.close()
 
 
 class _Slice:

@@ -109,10 +109,87 @@ class _Scores:
         self.shape = (methods, samples)
         self.values: dict[str, np.ndarray] = {}
 
-    def put(self, key: str, m: int, rows: slice | np.ndarray, values: object) -> None:
+    def put(self, key: str, m: int | slice, rows: slice | np.ndarray, values: object) -> None:
         if key not in self.values:
             self.values[key] = np.full(self.shape, np.nan)
         self.values[key][m, rows] = np.asarray(values, dtype=np.float64)
+
+
+Exchange = Callable[[dict[str, np.ndarray]], "list[dict[str, np.ndarray]] | None"]
+CurveSums = dict[str, dict[str, np.ndarray]]  # {baseline: {"deletion"|"insertion"|"count": ...}}
+_SEP = "|"  # joins the parts of a flat array name
+
+
+def _curve_sums(baselines: Sequence[str], methods: int, steps: int) -> CurveSums:
+    zeros = np.zeros((methods, steps + 1))
+    return {
+        b: {"deletion": zeros.copy(), "insertion": zeros.copy(), "count": np.zeros(methods)}
+        for b in baselines
+    }
+
+
+@dataclass
+class _Part:
+    """What one process scored: the designs ``rows``, their scores, and per batch (keyed by
+    its first design) the sums of its deletion/insertion curves and its random-order AUCs."""
+
+    rows: np.ndarray
+    scores: _Scores
+    curves: dict[int, CurveSums]
+    random: dict[int, dict[str, dict[str, np.ndarray]]]
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Flat ``{name: array}`` (no objects: safe to save and load without pickle)."""
+        out: dict[str, np.ndarray] = {"rows": self.rows}
+        for key, values in self.scores.values.items():
+            out[_SEP.join(("score", key))] = values[:, self.rows]
+        for name, tree in (("curve", self.curves), ("random", self.random)):
+            for start, by_baseline in tree.items():
+                for b, kinds in by_baseline.items():
+                    for kind, values in kinds.items():
+                        out[_SEP.join((name, str(start), b, kind))] = values
+        return out
+
+    def mean_curves(self, baselines: Sequence[str]) -> dict[str, dict[str, np.ndarray]]:
+        """Mean curves over the designs not flagged ``small_change``, batches in order."""
+        out = {}
+        for b in baselines:
+            total: dict[str, np.ndarray] = {}
+            for start in sorted(self.curves):
+                batch = self.curves[start][b]
+                total = {k: total[k] + batch[k] for k in total} if total else dict(batch)
+            count = np.maximum(total["count"], 1)[:, None]
+            out[b] = {k: total[k] / count for k in ("deletion", "insertion")}
+        return out
+
+    def random_aucs(self) -> dict[str, dict[str, np.ndarray]]:
+        """Random-order AUCs ``{baseline: {kind: (k,)}}``, batches in order."""
+        starts = sorted(self.random)
+        return {
+            b: {kind: np.concatenate([self.random[a][b][kind] for a in starts]) for kind in kinds}
+            for b, kinds in self.random[starts[0]].items()
+        }
+
+
+def merge_parts(parts: Sequence[dict[str, np.ndarray]], methods: int, n: int) -> _Part:
+    """One :class:`_Part` of all ``n`` designs from every process's :meth:`_Part.arrays`."""
+    merged = _Part(np.arange(n), _Scores(methods, n), {}, {})
+    seen = np.zeros(n, dtype=int)
+    for arrays in parts:
+        rows = np.asarray(arrays["rows"], dtype=int)
+        seen[rows] += 1
+        for name, values in arrays.items():
+            kind, *rest = name.split(_SEP)
+            if kind == "score":
+                merged.scores.put(rest[0], slice(None), rows, values)
+            elif kind in ("curve", "random"):
+                start, b, key = rest
+                tree = merged.curves if kind == "curve" else merged.random
+                tree.setdefault(int(start), {}).setdefault(b, {})[key] = values
+    if not (seen == 1).all():
+        twice = np.flatnonzero(seen != 1)
+        raise InputError(f"the parts cover {len(twice)} design(s) not exactly once: {twice[:5]}")
+    return merged
 
 
 @dataclass
@@ -198,21 +275,30 @@ def _ceiling(s: _Setup, method: str, truth: np.ndarray) -> np.ndarray:
     return grid_ceiling(truth, tuple(shape or s.explainer.shape), s.interpolation)
 
 
-def _random_reference(s: _Setup, x_all: torch.Tensor, k: int, batch_size: int, permutations: int):
-    """Random-order AUCs ``{baseline: {"deletion_auc"|"insertion_auc": (k,)}}``."""
-    random: dict[str, dict[str, np.ndarray]] = {}
-    for b in s.baselines:
-        parts: dict[str, list[np.ndarray]] = {"deletion_auc": [], "insertion_auc": []}
-        for start in range(0, k, batch_size):
-            rows = slice(start, min(start + batch_size, k))
-            x = x_all[rows].to(s.explainer.device)
+def _random_reference(
+    s: _Setup,
+    x_all: torch.Tensor,
+    starts: Sequence[int],
+    k: int,
+    batch_size: int,
+    permutations: int,
+) -> dict[int, dict[str, dict[str, np.ndarray]]]:
+    """Random-order AUCs of the batches ``starts`` among the first ``k`` designs,
+    ``{start: {baseline: {"deletion_auc"|"insertion_auc": (batch,)}}}``."""
+    random: dict[int, dict[str, dict[str, np.ndarray]]] = {}
+    for start in (start for start in starts if start < k):
+        rows = slice(start, min(start + batch_size, k))
+        x = x_all[rows].to(s.explainer.device)
+        random[start] = {}
+        for b in s.baselines:
             ref = random_reference(
                 s.model, x, BASELINES[b](x), steps=s.steps, permutations=permutations,
                 chunk=s.chunk, generator=s.generators(rows),
             )  # fmt: skip
-            parts["deletion_auc"].append(ref.deletion_auc_mean.cpu().numpy())
-            parts["insertion_auc"].append(ref.insertion_auc_mean.cpu().numpy())
-        random[b] = {key: np.concatenate(v) for key, v in parts.items()}
+            random[start][b] = {
+                "deletion_auc": ref.deletion_auc_mean.cpu().numpy(),
+                "insertion_auc": ref.insertion_auc_mean.cpu().numpy(),
+            }
     return random
 
 
@@ -239,8 +325,10 @@ def evaluate(
     chunk: int = 1024,
     seed: int = 0,
     design_keys: Sequence[int] | np.ndarray | None = None,
+    shard: tuple[int, int] = (0, 1),
+    exchange: Exchange | None = None,
     progress: bool = True,
-) -> Evaluation:
+) -> Evaluation | None:
     """Score ``methods`` on the designs ``roughness`` ``(sample, y, x)``.
 
     Args:
@@ -273,6 +361,13 @@ def evaluate(
         design_keys: Each design's key for its random stream, e.g. its position in the campaign
             (default ``0..n-1``): a design's scores depend on ``seed`` and its key only, not
             on the other designs, the batch size or the number of processes.
+        shard: ``(rank, processes)``: this process scores the batches ``rank``,
+            ``rank + processes``, ... of ``batch_size`` designs (the batches a single process
+            would form, so the numbers are the same bit for bit).
+        exchange: With several processes, sends this process's part (flat arrays, see
+            :func:`merge_parts`) and returns every process's part on rank 0, None elsewhere
+            (e.g. through files; :mod:`train.distributed`). Rank 0 then runs the checks on
+            the first designs and returns the :class:`Evaluation`; the others return None.
         progress: Show progress bars.
     """
     x_all = roughness_batch(np.asarray(roughness), channel_optional=True).to(torch.float32)
@@ -293,43 +388,46 @@ def evaluate(
         model, explainer, interpolation, list(baselines), steps, tuple(road_percentages),
         target_std, chunk, streams,
     )  # fmt: skip
-    out = _Scores(len(methods), n)
-    zeros = np.zeros((len(methods), steps + 1))
-    curves = {
-        b: {"deletion": zeros.copy(), "insertion": zeros.copy(), "count": np.zeros(len(methods))}
-        for b in baselines
-    }
+    rank, processes = shard
+    if processes > 1 and exchange is None:
+        raise InputError(f"shard {shard}: several processes need an exchange of their parts")
+    mine = list(range(0, n, batch_size))[rank::processes]
+    rows_mine = [np.arange(a, min(a + batch_size, n)) for a in mine]
+    part = _Part(np.concatenate(rows_mine or [np.zeros(0, int)]), _Scores(len(methods), n), {}, {})
     # counted in design-method pairs and advanced per method, so a batch of many methods
     # shows its progress instead of sitting at 0/1
     bar = tqdm(
-        total=n * len(methods), desc=f"scoring {len(methods)} methods", unit="map",
-        disable=not progress,
+        total=sum(min(batch_size, n - a) for a in mine) * len(methods),
+        desc=f"scoring {len(methods)} methods", unit="map", disable=not progress,
     )  # fmt: skip
-    for start in range(0, n, batch_size):
+    for start in mine:
         rows = slice(start, min(start + batch_size, n))
         x = x_all[rows].to(explainer.device)
         _, native = explainer.maps(x)
         maps = explainer.on_input_grid(native, interpolation)
+        part.curves[start] = curves = _curve_sums(baselines, len(methods), steps)
         for m, method in enumerate(methods):
-            _faithfulness(s, x, maps[:, m], m, rows, out, curves)
+            _faithfulness(s, x, maps[:, m], m, rows, part.scores, curves)
             if truth is not None:
                 at_layer = METHODS[method].resolution == "layer"
                 _ground_truth(
                     method, maps[:, m].cpu().numpy(),
                     native[method].cpu().numpy() if at_layer else None,
-                    np.asarray(truth[rows]), np.asarray(peak_margin[rows]), m, rows, out,
+                    np.asarray(truth[rows]), np.asarray(peak_margin[rows]), m, rows, part.scores,
                 )  # fmt: skip
             bar.update(len(x))
         if truth is not None:
             kept = kept_samples(np.asarray(truth[rows]), np.asarray(peak_margin[rows]), MIN_MARGIN)
-            _error_budget(s, x, maps, np.asarray(truth[rows], np.float64), kept, rows, out)
+            _error_budget(s, x, maps, np.asarray(truth[rows], np.float64), kept, rows, part.scores)
     bar.close()
-    mean_curves = {
-        b: {k: c[k] / np.maximum(c["count"], 1)[:, None] for k in ("deletion", "insertion")}
-        for b, c in curves.items()
-    }
     k = min(n, random_samples or n)
-    random = _random_reference(s, x_all, k, batch_size, random_permutations)
+    part.random = _random_reference(s, x_all, mine, k, batch_size, random_permutations)
+    if processes > 1:
+        parts = exchange(part.arrays())
+        if parts is None:
+            return None
+        part = merge_parts(parts, len(methods), n)
+    out, mean_curves, random = part.scores, part.mean_curves(baselines), part.random_aucs()
     result = Evaluation(methods, n, out.values, mean_curves, random)
     sanity = min(n, sanity_samples)
     if sanity:

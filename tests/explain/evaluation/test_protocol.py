@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from data.errors import InputError
 from explain.evaluation import table as keys
 from explain.evaluation.protocol import Evaluation, evaluate
 from explain.evaluation.table import summarise
@@ -70,6 +71,28 @@ def test_a_designs_scores_do_not_depend_on_the_others(setup) -> None:
     assert not np.array_equal(
         other.random["blurred"]["deletion_auc"], whole.random["blurred"]["deletion_auc"]
     )
+
+
+def test_shards_merge_to_the_single_process_evaluation(setup) -> None:
+    # two processes, played in turn: rank 1 hands its part over, rank 0 merges both parts
+    single = run(setup, seed=2, batch_size=2, sanity_samples=2)
+    handed: list[dict] = []
+    assert run(setup, seed=2, batch_size=2, shard=(1, 2), exchange=handed.append) is None
+    merged = run(
+        setup, seed=2, batch_size=2, sanity_samples=2, shard=(0, 2),
+        exchange=lambda part: [part, *handed],
+    )  # fmt: skip
+    assert set(merged.per_sample) == set(single.per_sample)
+    for name, values in single.per_sample.items():
+        np.testing.assert_array_equal(merged.per_sample[name], values, err_msg=name)
+    for b in single.curves:
+        for kind in ("deletion", "insertion"):
+            np.testing.assert_array_equal(merged.curves[b][kind], single.curves[b][kind])
+        for kind in ("deletion_auc", "insertion_auc"):
+            np.testing.assert_array_equal(merged.random[b][kind], single.random[b][kind])
+    np.testing.assert_equal(merged.table, single.table)  # NaN where undefined, in both
+    with pytest.raises(InputError, match="not exactly once"):
+        run(setup, batch_size=2, shard=(0, 2), exchange=lambda part: [part, part])
 
 
 # -- exact values on a fixed-weight model -----------------------------------------------------
