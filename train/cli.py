@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 
 from data.atomic import OutputError, ignore_file_size_signal
 from data.errors import InputError
+from train.allocator import keep_large_buffers
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 
@@ -107,6 +108,7 @@ def main(args: Sequence[str] | None = None) -> int:
         return 0 if argv else 2
     command = argv[0]
     ignore_file_size_signal()
+    keep_large_buffers()
     try:
         if command in COMMANDS:
             return COMMANDS[command](argv[1:])
