@@ -8,6 +8,7 @@ not leak the removed cells' shape. See :func:`road` and :func:`noisy_linear_impu
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -135,11 +136,16 @@ def noisy_linear_imputation(
         # each field's unknowns are a diagonal block of their own, so its solution does not
         # depend on which fields share its part (nor on the batch or the process it is in)
         matrix, rhs = _imputation_system(values[part], mask[part])
-        edges = np.concatenate([[0], np.cumsum(mask[part].sum(axis=(1, 2)))])
+        edges = np.concatenate([[0], np.cumsum(mask[part].sum(axis=(1, 2)))]).tolist()
         solution = np.empty_like(rhs)
-        for a, b in zip(edges[:-1].tolist(), edges[1:].tolist(), strict=True):
-            if b > a:
-                solution[a:b] = spsolve(matrix[a:b, a:b], rhs[a:b])
+        for a, b in itertools.pairwise(edges):
+            if b > a:  # the field's diagonal block: its columns hold rows a..b-1 only
+                lo, hi = matrix.indptr[a], matrix.indptr[b]
+                block = sparse.csc_matrix(
+                    (matrix.data[lo:hi], matrix.indices[lo:hi] - a, matrix.indptr[a : b + 1] - lo),
+                    shape=(b - a, b - a),
+                )
+                solution[a:b] = spsolve(block, rhs[a:b])
         return solution
 
     # the parts are independent and SuperLU releases the GIL: one thread per core solves them
