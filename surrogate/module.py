@@ -28,6 +28,11 @@ class SurrogateModule(L.LightningModule):
         grid_shape: ``(y, x)`` cells of the roughness grid (linked from the data module).
         architecture: ``"cnn"`` (:class:`~surrogate.network.RoughnessCNN`) or ``"transport"``
             (:class:`~surrogate.transport.TransportNet`, shaped like the physics).
+        channels_last: Hold the network's 4-d weights and every input batch in
+            ``torch.channels_last`` memory format (faster convolutions on GPUs with tensor
+            cores). Same values, same checkpoint keys.
+        compile: Compile the network with ``torch.compile`` in :meth:`setup` (in place, so
+            the checkpoint keys stay those of the plain network). The first steps are slower.
         **network: The network's hyper-parameters, its class's own arguments (``widths``,
             ``head``, ... for the CNN; ``channels``, ``span``, ... for the transport network).
     """
@@ -39,6 +44,8 @@ class SurrogateModule(L.LightningModule):
         sign_flip: bool = True,
         grid_shape: tuple[int, int] = (64, 64),
         architecture: Literal["cnn", "transport"] = "cnn",
+        channels_last: bool = False,
+        compile: bool = False,
         **network: Any,
     ) -> None:
         super().__init__()
@@ -55,6 +62,9 @@ class SurrogateModule(L.LightningModule):
         # the two calls spelled out, so that LightningCLI reads both networks' arguments
         net = TransportNet(**network) if architecture == "transport" else RoughnessCNN(**network)
         self.model = PhysicalSurrogate(net)
+        if channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self._compiled = False
         self.loss = nn.MSELoss()
         metrics = MetricCollection(
             {"r2": R2Score(), "rmse": MeanSquaredError(squared=False), "mae": MeanAbsoluteError()}
@@ -67,7 +77,12 @@ class SurrogateModule(L.LightningModule):
         )
 
     def setup(self, stage: str) -> None:
-        """Fit the normalisers on the training split, once, before the first fit."""
+        """Compile the network if asked; fit the normalisers on the training split, once,
+        before the first fit."""
+        if self.hparams.compile and not self._compiled:
+            # nn.Module.compile works in place: no "_orig_mod." in the state_dict keys
+            self.model.network.compile()
+            self._compiled = True
         if stage != "fit" or bool(self.model.target_norm.fitted):
             return
         stats = self.trainer.datamodule.training_statistics()
@@ -79,10 +94,17 @@ class SurrogateModule(L.LightningModule):
 
     def forward(self, roughness: torch.Tensor) -> torch.Tensor:
         """Max vorticity in U_e/delta, ``(batch,)``, for roughness ``(batch, 1, y, x)`` in delta."""
-        return self.model(roughness)
+        return self.model(self._memory_format(roughness))
+
+    def _memory_format(self, roughness: torch.Tensor) -> torch.Tensor:
+        """``roughness`` in the network's memory format (``channels_last`` where asked)."""
+        if self.hparams.channels_last and roughness.ndim == 4:
+            return roughness.contiguous(memory_format=torch.channels_last)
+        return roughness
 
     def _step(self, batch: tuple[torch.Tensor, torch.Tensor], split: str) -> torch.Tensor:
         roughness, target = batch
+        roughness = self._memory_format(roughness)
         if split == "train" and self.hparams.sign_flip:
             flip = torch.randint(0, 2, (roughness.shape[0], 1, 1, 1), device=roughness.device)
             roughness = roughness * (1 - 2 * flip.to(roughness.dtype))
@@ -122,7 +144,7 @@ class SurrogateModule(L.LightningModule):
 
     def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         roughness = batch[0] if isinstance(batch, list | tuple) else batch
-        return self.model(roughness)
+        return self(roughness)
 
     def configure_optimizers(self) -> dict[str, Any]:
         optimizer = torch.optim.AdamW(

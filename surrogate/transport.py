@@ -153,7 +153,17 @@ class TransportNet(nn.Module):
         return self.smoothness * steps.pow(2).sum() / kernel.pow(2).sum().clamp_min(1e-30)
 
     def transport(self, h: torch.Tensor) -> torch.Tensor:
-        """Transported fields ``(batch, channels, y, x + wake)`` over the patch and the wake."""
+        """Transported fields ``(batch, channels, y, x + wake)`` over the patch and the wake.
+
+        Always in float32 at least: torch's FFTs take no bfloat16 (nor, on most sizes,
+        float16), so under mixed-precision autocast this part runs with autocast off.
+        """
+        device = h.device.type
+        if torch.amp.is_autocast_available(device) and torch.is_autocast_enabled(device):
+            with torch.autocast(device, enabled=False):
+                return self.transport(h)
+        if h.dtype in (torch.float16, torch.bfloat16):
+            h = h.float()
         ny, nx = h.shape[-2:]
         lx = nx + self.wake
         fy = next_fast_len(ny + self.span, real=True)  # ny + span rows: no offset wraps
