@@ -113,7 +113,9 @@ class TransportNet(nn.Module):
         if monotone:
             self.head = MonotoneHead(peaks, hidden)
         else:
-            self.head = nn.Sequential(nn.Linear(peaks, hidden), nn.SiLU(), nn.Linear(hidden, 1))
+            self.head = nn.Sequential(
+                OrderedLinear(peaks, hidden), nn.SiLU(), OrderedLinear(hidden, 1)
+            )
             # the head starts flat: its slope is learnt from the data before the kernel moves,
             # so a head that happens to start decreasing cannot shrink the transport to zero
             nn.init.zeros_(self.head[-1].weight)
@@ -222,8 +224,31 @@ class MonotoneHead(nn.Module):
 
     def forward(self, peaks: torch.Tensor) -> torch.Tensor:
         """``(batch, inputs)`` -> ``(batch, 1)``."""
-        inner = torch.tanh(peaks @ nn.functional.softplus(self.weight).T + self.bias)
-        return inner @ nn.functional.softplus(self.slope).T + self.offset
+        inner = torch.tanh(ordered_matmul(peaks, nn.functional.softplus(self.weight)) + self.bias)
+        return ordered_matmul(inner, nn.functional.softplus(self.slope)) + self.offset
+
+
+def ordered_matmul(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """``x @ weight.T`` for ``x (batch, k)``, ``weight (n, k)``, summed over ``k`` in order.
+
+    Elementwise products and sums only, so each row's result depends on that row alone: a
+    BLAS product splits the batch over threads and gives the rows at the end of a thread's
+    share a different summation order, so a design's prediction (and its attributions)
+    changed in the last bit with the number of threads or processes and with its place in a
+    batch. The heads are narrow (``k, n <= hidden``), so the loop costs nothing measurable.
+    """
+    out = x[:, :1] * weight[:, 0]
+    for k in range(1, x.shape[1]):
+        out = out + x[:, k : k + 1] * weight[:, k]
+    return out
+
+
+class OrderedLinear(nn.Linear):
+    """:class:`torch.nn.Linear` (same parameters) computed by :func:`ordered_matmul`."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = ordered_matmul(x.flatten(0, -2), self.weight).unflatten(0, x.shape[:-1])
+        return out if self.bias is None else out + self.bias
 
 
 class MarchingKernel(nn.Module):

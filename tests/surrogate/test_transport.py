@@ -12,7 +12,7 @@ from data.errors import InputError
 from surrogate import load_model
 from surrogate.architectures import build_network, network_hparams
 from surrogate.module import SurrogateModule
-from surrogate.transport import MonotoneHead, TransportNet
+from surrogate.transport import MonotoneHead, OrderedLinear, TransportNet, ordered_matmul
 
 SMALL = {"channels": 2, "span": 15, "reach": 20, "wake": 4, "hidden": 8}
 
@@ -243,3 +243,46 @@ def test_fitted_transport_network_is_scaled_not_centred(make_data, stats) -> Non
     model = module.eval().model
     x = 0.05 * torch.randn(4, 1, 16, 16)
     torch.testing.assert_close(model(-x), model(x))
+
+
+def test_ordered_matmul_is_the_product_summed_in_order() -> None:
+    x, w = torch.randn(5, 3), torch.randn(4, 3)
+    by_hand = (x[:, None, 0] * w[:, 0] + x[:, None, 1] * w[:, 1]) + x[:, None, 2] * w[:, 2]
+    assert torch.equal(ordered_matmul(x, w), by_hand)
+    torch.testing.assert_close(ordered_matmul(x, w), x @ w.T)
+    layer = OrderedLinear(3, 4)
+    torch.testing.assert_close(layer(torch.randn(2, 5, 3)).shape, torch.Size([2, 5, 4]))
+
+
+@pytest.mark.parametrize("monotone", [True, False])
+def test_a_design_s_prediction_and_gradient_do_not_depend_on_threads_or_its_batch(
+    monotone: bool,
+) -> None:
+    """A BLAS product in the head gave the rows at the end of a thread's share of the batch a
+    different summation order: predictions and maps moved in the last bit with the thread
+    count (so with the number of processes) and with the batch around a design."""
+    torch.manual_seed(0)
+    net = TransportNet(**SMALL, even=True, source=True, kernel="marching", monotone=monotone)
+    with torch.no_grad():
+        for p in net.head.parameters():
+            p.normal_()
+    x = torch.randn(203, 1, 16, 16)
+    threads = torch.get_num_threads()
+    results = []
+    try:
+        for n in (1, 2, 3):
+            torch.set_num_threads(n)
+            xg = x.clone().requires_grad_(True)
+            y = net(xg)
+            (grad,) = torch.autograd.grad(y.sum(), xg)
+            with torch.no_grad():
+                pieces = torch.cat([net(x[i : i + 29]) for i in range(0, len(x), 29)])
+            results.append((y.detach(), grad, pieces))
+    finally:
+        torch.set_num_threads(threads)
+    y1, g1, p1 = results[0]
+    assert torch.equal(p1, y1)
+    for y, g, p in results[1:]:
+        assert torch.equal(y, y1)
+        assert torch.equal(g, g1)
+        assert torch.equal(p, y1)
