@@ -7,9 +7,11 @@
 afterwards), "after" the same command of this checkout, with the protocol's default settings
 (``--split all``, every method, 100 steps, 10 random orders, ROAD, sanity checks, layer sweep)
 unless ``--extra`` adds options to both. ``--after-devices 2 1`` times this checkout with two
-processes on the CPU (``--devices 2``), then with one. Every ``scores.nc`` variable must be
-equal to the before run's (NaN where it is NaN); the figures are printed, and saved as JSON
-after every run.
+processes on the CPU (``--devices 2``), then with one. ``--before-patch C`` applies the source
+changes (not the tests) of commit ``C`` to the before tree: a fix that changes results in the
+last bit but not the cost (the heads' fixed summation order) goes into both sides. Every
+``scores.nc`` variable must be equal to the before run's (NaN where it is NaN); the figures
+are printed, and saved as JSON after every run.
 """
 
 from __future__ import annotations
@@ -100,6 +102,12 @@ def main() -> int:
         "before the speed-ups)",
     )
     parser.add_argument(
+        "--before-patch",
+        nargs="*",
+        default=[],
+        help="commits whose changes outside tests/ are applied to the before tree",
+    )
+    parser.add_argument(
         "--after-devices",
         type=int,
         nargs="+",
@@ -122,6 +130,7 @@ def main() -> int:
         "command": shlex.join(sys.argv),
         "samples": opts.samples,
         "before_commit": opts.before,
+        "before_patches": opts.before_patch,
         "after_commit": subprocess.run(
             ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
             capture_output=True,
@@ -138,6 +147,12 @@ def main() -> int:
     subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-f", str(tree),
                     opts.before], check=True, capture_output=True)  # fmt: skip
     try:
+        for commit in opts.before_patch:
+            diff = subprocess.run(
+                ["git", "-C", str(ROOT), "diff", f"{commit}^", commit, "--", ".", ":!tests"],
+                capture_output=True, check=True,
+            ).stdout  # fmt: skip
+            subprocess.run(["git", "-C", str(tree), "apply"], input=diff, check=True)
         result["before"] = before = run(tree, [*common, "--out", str(work / "before")])
         print(f"before ({opts.before}): {before}", flush=True)
         save()
