@@ -102,7 +102,7 @@ class TransportNet(nn.Module):
             # after a source stencil the march starts at the source: no free near field
             self.marching = MarchingKernel(channels, span, reach, modes, near=not source)
         # a local, linear source stencil per channel: the layer the CAM family can explain
-        self.source = nn.Conv2d(1, channels, 3, padding=1, bias=False) if source else None
+        self.source = SourceStencil(1, channels, 3, padding=1, bias=False) if source else None
         if even:  # magnitudes pooled per channel, then the head
             self.response, peaks = None, channels
         else:
@@ -176,7 +176,14 @@ class TransportNet(nn.Module):
         wrapped = kernel.new_zeros(kernel.shape[0], fy, fx)
         wrapped[:, rows[:, None], cols[None, :]] = kernel
         spectrum = torch.fft.rfft2(h, s=(fy, fx)) * torch.fft.rfft2(wrapped)
-        return torch.fft.irfft2(spectrum, s=(fy, fx))[..., :ny, :lx]
+        if torch.is_grad_enabled():
+            return torch.fft.irfft2(spectrum, s=(fy, fx))[..., :ny, :lx]
+        # without autograd (deletion, insertion, ROAD: most forward passes of an evaluation):
+        # the inverse along y, then along x for the ny rows kept only. The same numbers as
+        # irfft2 bit for bit (MKL's 2-D inverse is these two passes), a third less work; with
+        # autograd irfft2 stays, as its backward differs from the two passes' in the last bit
+        rows = torch.fft.ifft(spectrum, n=fy, dim=-2)[..., :ny, :]
+        return torch.fft.irfft(rows, n=fx, dim=-1)[..., :lx]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Standardised prediction ``(batch,)`` for a standardised field ``(batch, 1, y, x)``."""
@@ -192,6 +199,45 @@ class TransportNet(nn.Module):
         else:
             peak = self.tau * (torch.logsumexp(flat / self.tau, dim=2) - math.log(flat.shape[2]))
         return self.head(peak).squeeze(1)
+
+
+class SourceStencil(nn.Conv2d):
+    """The source's 3x3 convolution from one input channel; its parameters are a Conv2d's.
+
+    Without autograd, on the CPU in float32 and for two designs or more, it is computed as
+    nine fused multiply-adds per output channel in row-major tap order: the numbers of
+    torch's oneDNN convolution bit for bit (``tests/surrogate/test_transport.py``), about six
+    times faster for one input channel. oneDNN takes another kernel for a single design, and
+    the backward pass is the convolution's own, so those keep ``conv2d``. A subclass rather
+    than a function: the CAM family's hooks on the layer see it as before.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (
+            torch.is_grad_enabled()
+            or x.device.type != "cpu"
+            or x.dtype != torch.float32
+            or x.dim() != 4
+            or x.shape[0] < 2
+            or self.in_channels != 1
+            or self.kernel_size != (3, 3)
+            or self.bias is not None
+            or self.padding != (1, 1)
+            or self.stride != (1, 1)
+            or self.dilation != (1, 1)
+            or self.groups != 1
+            or self.padding_mode != "zeros"
+        ):
+            return super().forward(x)
+        ny, nx = x.shape[-2:]
+        padded = nn.functional.pad(x, (1, 1, 1, 1))
+        out = x.new_zeros(x.shape[0], self.out_channels, ny, nx)
+        for c in range(self.out_channels):
+            for i in range(3):
+                for j in range(3):
+                    tap = padded[:, :, i : i + ny, j : j + nx]
+                    out[:, c : c + 1].addcmul_(tap, self.weight[c, 0, i, j])
+        return out
 
 
 class MonotoneHead(nn.Module):

@@ -286,3 +286,44 @@ def test_a_design_s_prediction_and_gradient_do_not_depend_on_threads_or_its_batc
         assert torch.equal(y, y1)
         assert torch.equal(g, g1)
         assert torch.equal(p, y1)
+
+
+# measured bit for bit on this machine's kernels (torch 2.13 CPU, oneDNN and MKL on AVX512);
+# other CPUs may pick other kernels, where the paths agree to rounding only
+SAME_KERNELS = torch.backends.cpu.get_cpu_capability() == "AVX512"
+
+
+@pytest.mark.parametrize("batch", [1, 2, 7, 64])
+@pytest.mark.parametrize("channels", [1, 2])
+def test_inference_paths_give_the_numbers_of_the_autograd_path(batch: int, channels: int) -> None:
+    """Without autograd the source stencil is nine multiply-adds and the inverse FFT keeps
+    only the rows it needs; the predictions are those of conv2d and irfft2."""
+    torch.manual_seed(batch + channels)
+    net = TransportNet(**SMALL | {"channels": channels}, source=True, kernel="marching", even=True)
+    net.eval()
+    x = 3 * torch.randn(batch, 1, 16, 16)
+    with torch.no_grad():
+        fast, stencil = net(x), net.source(x)
+    slow = net(x).detach()  # autograd on: conv2d and irfft2
+    conv = torch.nn.functional.conv2d(x, net.source.weight.detach(), padding=1)
+    torch.testing.assert_close(fast, slow, rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(stencil, conv, rtol=1e-6, atol=1e-6)
+    if SAME_KERNELS:
+        assert torch.equal(fast, slow)
+        assert torch.equal(stencil, conv)
+
+
+def test_the_source_stencil_keeps_its_hooks_and_conv2d_where_it_must() -> None:
+    net = TransportNet(**SMALL, source=True, kernel="marching", even=True)
+    seen = []
+    net.source.register_forward_hook(lambda module, inputs, output: seen.append(output.shape))
+    with torch.no_grad():
+        net(torch.randn(3, 1, 16, 16))
+    assert seen == [(3, 2, 16, 16)]
+    x = torch.randn(3, 1, 16, 16, dtype=torch.float64)  # float64: conv2d
+    with torch.no_grad():
+        out = net.double().source(x)
+    torch.testing.assert_close(
+        out, torch.nn.functional.conv2d(x, net.source.weight, padding=1), rtol=0, atol=0
+    )
+    assert isinstance(net.source, torch.nn.Conv2d)
