@@ -212,9 +212,19 @@ class _Setup:
 
 
 def _faithfulness(
-    s: _Setup, x: torch.Tensor, maps: torch.Tensor, m: int, rows: slice, out: _Scores, curves
+    s: _Setup,
+    x: torch.Tensor,
+    maps: torch.Tensor,
+    m: int,
+    rows: slice,
+    out: _Scores,
+    curves: CurveSums,
+    solutions: dict[bytes, np.ndarray],
 ) -> None:
-    """Deletion/insertion on every baseline and ROAD of one method's maps ``(B, Y, X)``."""
+    """Deletion/insertion on every baseline and ROAD of one method's maps ``(B, Y, X)``.
+
+    ``solutions`` is the batch's store of ROAD's imputation solves, shared by its methods.
+    """
     for b in s.baselines:
         c = deletion_insertion(
             s.model, x, maps, BASELINES[b](x), steps=s.steps, chunk=s.chunk,
@@ -229,7 +239,7 @@ def _faithfulness(
         curves[b]["count"][m] += ok.sum()
     r = road(
         s.model, x, maps, percentages=s.road_percentages, chunk=s.chunk,
-        generator=s.generators(rows), scale=s.target_std,
+        generator=s.generators(rows), scale=s.target_std, solutions=solutions,
     )  # fmt: skip
     out.put(keys.ROAD_MORF, m, rows, r.morf_mean.cpu())
     out.put(keys.ROAD_LERF, m, rows, r.lerf_mean.cpu())
@@ -406,8 +416,9 @@ def evaluate(
         _, native = explainer.maps(x)
         maps = explainer.on_input_grid(native, interpolation)
         part.curves[start] = curves = _curve_sums(baselines, len(methods), steps)
+        solutions: dict[bytes, np.ndarray] = {}  # ROAD's solves, shared by the batch's methods
         for m, method in enumerate(methods):
-            _faithfulness(s, x, maps[:, m], m, rows, part.scores, curves)
+            _faithfulness(s, x, maps[:, m], m, rows, part.scores, curves, solutions)
             if truth is not None:
                 at_layer = METHODS[method].resolution == "layer"
                 _ground_truth(

@@ -8,6 +8,7 @@ not leak the removed cells' shape. See :func:`road` and :func:`noisy_linear_impu
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import os
 from collections.abc import Iterator, Sequence
@@ -86,6 +87,15 @@ def _imputation_system(
     return matrix, rhs
 
 
+def _field_key(values: np.ndarray, removed: np.ndarray) -> bytes:
+    """A digest of one field's values and removed cells (shape included), for ``solutions``."""
+    digest = hashlib.blake2b(digest_size=32)
+    digest.update(np.asarray(values.shape, np.int64).tobytes())
+    digest.update(np.ascontiguousarray(values).tobytes())
+    digest.update(np.packbits(removed).tobytes())
+    return digest.digest()
+
+
 def noisy_linear_imputation(
     fields: torch.Tensor,
     removed: torch.Tensor,
@@ -93,6 +103,7 @@ def noisy_linear_imputation(
     noise_std: float = 0.01,
     generator: Generators = None,
     workers: int | None = None,
+    solutions: dict[bytes, np.ndarray] | None = None,
 ) -> torch.Tensor:
     """ROAD's noisy linear imputation of the ``removed`` cells of fields ``(n, y, x)``.
 
@@ -110,7 +121,10 @@ def noisy_linear_imputation(
     one CPU generator or one per field.
 
     ``workers`` threads (default: one per core) solve the blocks side by side; the result
-    does not depend on it.
+    does not depend on it. ``solutions``, a dict kept across calls, reuses the solve of a
+    field whose values and removed cells were solved before (another method's map often
+    removes the same cells of a design): keyed by a 32-byte BLAKE2b digest of both, and the
+    same numbers as solving again. The noise is drawn afresh either way.
 
     Returns:
         Imputed fields ``(n, y, x)``, dtype and device of ``fields``.
@@ -128,24 +142,32 @@ def noisy_linear_imputation(
     full = mask.all(axis=(1, 2))
     out[full] = 0.0
     mask[full] = False
-    parts = [slice(start, start + _SOLVE_FIELDS) for start in range(0, len(values), _SOLVE_FIELDS)]
-    parts = [part for part in parts if mask[part].any()]
+    keys = None
+    if solutions is not None:
+        keys = [_field_key(v, r) for v, r in zip(values, mask, strict=True)]
+    todo = [i for i in range(len(values)) if mask[i].any()]
+    if keys is not None:
+        done = [i for i in todo if keys[i] in solutions]
+        for i in done:
+            out[i][mask[i]] = solutions[keys[i]]
+        todo = [i for i in todo if keys[i] not in solutions]
+    parts = [todo[start : start + _SOLVE_FIELDS] for start in range(0, len(todo), _SOLVE_FIELDS)]
 
-    def solve(part: slice) -> np.ndarray:
+    def solve(part: list[int]) -> list[np.ndarray]:
         # built for the whole part at once (numpy's per-call cost), solved field by field:
         # each field's unknowns are a diagonal block of their own, so its solution does not
         # depend on which fields share its part (nor on the batch or the process it is in)
         matrix, rhs = _imputation_system(values[part], mask[part])
         edges = np.concatenate([[0], np.cumsum(mask[part].sum(axis=(1, 2)))]).tolist()
-        solution = np.empty_like(rhs)
-        for a, b in itertools.pairwise(edges):
-            if b > a:  # the field's diagonal block: its columns hold rows a..b-1 only
-                lo, hi = matrix.indptr[a], matrix.indptr[b]
-                block = sparse.csc_matrix(
-                    (matrix.data[lo:hi], matrix.indices[lo:hi] - a, matrix.indptr[a : b + 1] - lo),
-                    shape=(b - a, b - a),
-                )
-                solution[a:b] = spsolve(block, rhs[a:b])
+        solution = []
+        for a, b in itertools.pairwise(edges):  # every field of a part has unknowns
+            # the field's diagonal block: its columns hold rows a..b-1 only
+            lo, hi = matrix.indptr[a], matrix.indptr[b]
+            block = sparse.csc_matrix(
+                (matrix.data[lo:hi], matrix.indices[lo:hi] - a, matrix.indptr[a : b + 1] - lo),
+                shape=(b - a, b - a),
+            )
+            solution.append(spsolve(block, rhs[a:b]))
         return solution
 
     # the parts are independent and SuperLU releases the GIL: one thread per core solves them
@@ -153,7 +175,10 @@ def noisy_linear_imputation(
     threads = max(1, min(len(parts), workers or os.cpu_count() or 1))
     with ThreadPoolExecutor(max_workers=threads) as pool:
         for part, solution in zip(parts, pool.map(solve, parts), strict=True):
-            out[part][mask[part]] = solution
+            for i, u in zip(part, solution, strict=True):
+                out[i][mask[i]] = u
+                if keys is not None:
+                    solutions[keys[i]] = u
     mask[full] = True
     if noise_std > 0:
         sigma = noise_std * values.std(axis=(1, 2))
@@ -172,6 +197,7 @@ def road(
     scale: float | torch.Tensor | None = None,
     chunk: int = 1024,
     generator: Generators = None,
+    solutions: dict[bytes, np.ndarray] | None = None,
 ) -> RoadScores:
     """ROAD (Rong et al. 2022), regression form: MoRF and LeRF with noisy linear imputation.
 
@@ -195,6 +221,8 @@ def road(
         chunk: Largest number of inputs per forward pass (and of fields per imputation).
         generator: Source of the tie-breaking and the noise: a CPU generator, or one per
             sample (each sample's fields then take their noise from its own, in job order).
+        solutions: A dict shared by calls on the same designs (e.g. one per method) to reuse
+            the imputation's solves; see :func:`noisy_linear_imputation`.
     """
     x, _ = check_inputs(x, maps, None)
     positive_int("chunk", chunk)
@@ -219,7 +247,7 @@ def road(
             removed = torch.where(lerf, pos[sample] >= n_cells - k, pos[sample] < k)
             imputed = noisy_linear_imputation(
                 fields[sample], removed.view(-1, *x.shape[2:]), noise_std=noise_std,
-                generator=rows_of(generator, sample),
+                generator=rows_of(generator, sample), solutions=solutions,
             )  # fmt: skip
             yield imputed.to(device)[:, None]
 

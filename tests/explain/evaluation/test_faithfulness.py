@@ -335,6 +335,49 @@ def test_imputation_of_a_fully_removed_field_is_zero() -> None:
     np.testing.assert_allclose(out[1].numpy(), ref, atol=1e-10)
 
 
+def test_imputation_reuses_stored_solves_with_the_same_numbers(monkeypatch) -> None:
+    """A field solved before (same values, same removed cells) is not solved again; a changed
+    value or a changed cell is. The noise is drawn afresh either way."""
+    import explain.evaluation.road as road_module
+
+    fields = torch.randn(4, 9, 11, generator=seeded(), dtype=torch.float64)
+    removed = torch.rand(4, 9, 11, generator=seeded(1)) < 0.4
+    solves = []
+    real = road_module.spsolve
+    monkeypatch.setattr(road_module, "spsolve", lambda a, b: solves.append(1) or real(a, b))
+    plain = noisy_linear_imputation(fields, removed, noise_std=0.1, generator=seeded(2))
+    assert len(solves) == 4
+    store: dict = {}
+    first = noisy_linear_imputation(
+        fields, removed, noise_std=0.1, generator=seeded(2), solutions=store
+    )
+    assert torch.equal(first, plain)
+    assert len(solves) == 8
+    assert len(store) == 4
+    again = noisy_linear_imputation(
+        fields, removed, noise_std=0.1, generator=seeded(2), solutions=store
+    )
+    assert torch.equal(again, plain)
+    assert len(solves) == 8  # all four from the store
+    other = removed.clone()
+    other[1, 4, 5] = ~other[1, 4, 5]
+    moved = fields.clone()
+    moved[2, 0, 0] += 1e-12
+    out = noisy_linear_imputation(moved, other, noise_std=0.0, solutions=store)
+    assert len(solves) == 10  # fields 1 and 2 changed
+    torch.testing.assert_close(out, noisy_linear_imputation(moved, other, noise_std=0.0))
+
+
+def test_road_with_a_shared_store_equals_road_without() -> None:
+    model, x, perfect = sensor_case()
+    store: dict = {}
+    for maps in (perfect, perfect, -perfect):
+        a = road(model, x, maps, generator=seeded(), solutions=store)
+        b = road(model, x, maps, generator=seeded())
+        assert torch.equal(a.morf_output, b.morf_output)
+        assert torch.equal(a.lerf_output, b.lerf_output)
+
+
 # --- ROAD --------------------------------------------------------------------------------
 
 
