@@ -145,12 +145,12 @@ def noisy_linear_imputation(
     keys = None
     if solutions is not None:
         keys = [_field_key(v, r) for v, r in zip(values, mask, strict=True)]
-    todo = [i for i in range(len(values)) if mask[i].any()]
-    if keys is not None:
-        done = [i for i in todo if keys[i] in solutions]
-        for i in done:
+    todo = []  # fields with unknowns and no stored solve
+    for i in np.flatnonzero(mask.any(axis=(1, 2))):
+        if keys is not None and keys[i] in solutions:
             out[i][mask[i]] = solutions[keys[i]]
-        todo = [i for i in todo if keys[i] not in solutions]
+        else:
+            todo.append(i)
     parts = [todo[start : start + _SOLVE_FIELDS] for start in range(0, len(todo), _SOLVE_FIELDS)]
 
     def solve(part: list[int]) -> list[np.ndarray]:
